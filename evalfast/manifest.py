@@ -1,0 +1,77 @@
+"""The manifest ``evalfast.json`` that every exported model folder carries, and reading it back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .atomic import write_text
+from .errors import ModelError
+
+MANIFEST_NAME = "evalfast.json"
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+OUTPUT_NAME = "sentence_embedding"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Parity:
+    """Agreement of the ONNX model with the PyTorch model on a probe set: 1 - cosine similarity."""
+
+    probe_texts: int
+    max_one_minus_cos: float
+    mean_one_minus_cos: float
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What an exported model is and how to run it (the content of ``evalfast.json``)."""
+
+    source: str
+    sha256: str
+    opset: int
+    max_seq_length: int
+    pooling: str
+    normalize: bool
+    dimension: int
+    do_lower_case: bool
+    precision: str
+    parity: Parity
+    versions: dict[str, str] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def write(self, folder: Path) -> None:
+        write_text(folder / MANIFEST_NAME, json.dumps(asdict(self), indent=2) + "\n")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_exported(folder: Path) -> bool:
+    """True if ``folder`` looks like an evalfast export (it has a manifest)."""
+    return (Path(folder) / MANIFEST_NAME).is_file()
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """Read and check an export folder's manifest; missing files or fields are a :class:`ModelError`."""
+    folder = Path(folder)
+    for name in (MANIFEST_NAME, MODEL_FILE, TOKENIZER_FILE):
+        if not (folder / name).is_file():
+            raise ModelError(f"{folder}: missing {name}; re-create the folder with `evalfast export MODEL -o {folder}`")
+    try:
+        raw = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+        raw["parity"] = Parity(**raw["parity"])
+        return Manifest(**raw)
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ModelError(
+            f"{folder / MANIFEST_NAME}: not a valid evalfast manifest ({err}); re-export with `evalfast export`"
+        ) from err

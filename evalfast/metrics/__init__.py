@@ -1,0 +1,75 @@
+"""Ranking metrics with trec_eval semantics, vectorised over all queries.
+
+Per-query functions take a Judged (see judge) and a cutoff k and return float64 (n_queries,).
+Relevant means relevance > 0; gains are linear (the relevance value, negatives count as 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from evalfast.errors import EvalfastError
+from evalfast.metrics.counts import hit_rate, precision, r_precision, recall
+from evalfast.metrics.judged import Judged, judge
+from evalfast.metrics.ndcg import ndcg
+from evalfast.metrics.ranks import average_precision, reciprocal_rank
+
+__all__ = [
+    "METRICS",
+    "WHOLE_RUN",
+    "Judged",
+    "average_precision",
+    "compute",
+    "hit_rate",
+    "judge",
+    "ndcg",
+    "precision",
+    "r_precision",
+    "recall",
+    "reciprocal_rank",
+    "summarize",
+]
+
+METRICS: dict[str, Callable[[Judged, int], np.ndarray]] = {
+    "hit_rate": hit_rate,
+    "precision": precision,
+    "recall": recall,
+    "mrr": reciprocal_rank,
+    "ndcg": ndcg,
+    "map": average_precision,
+    "r_precision": r_precision,
+}
+"""Registry: metric name -> function(judged, k) -> float64 (n_queries,) per-query values."""
+
+WHOLE_RUN: frozenset[str] = frozenset({"r_precision"})
+"""Metrics computed once over the run's full depth and keyed by bare name instead of name@k."""
+
+
+def compute(judged: Judged, names: Sequence[str], ks: Sequence[int]) -> dict[str, np.ndarray]:
+    """Per-query float64 (n_queries,) values keyed "name@k" for each cutoff k, or "name" for WHOLE_RUN metrics."""
+    for name in names:
+        if name not in METRICS:
+            raise EvalfastError(f"unknown metric {name!r}: use one of {', '.join(METRICS)}")
+    for k in ks:
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise EvalfastError(f"cutoff k={k!r}: every cutoff must be an integer >= 1")
+    values: dict[str, np.ndarray] = {}
+    for name in names:
+        if name in WHOLE_RUN:
+            values[name] = METRICS[name](judged, judged.gains.shape[1])
+        else:
+            values.update({f"{name}@{k}": METRICS[name](judged, k) for k in ks})
+    return values
+
+
+def summarize(per_query: dict[str, np.ndarray], n_relevant: np.ndarray) -> tuple[dict[str, float], int, int]:
+    """Means over queries with n_relevant > 0 (int64 (n_queries,)), plus (n_evaluated, n_skipped).
+
+    Means are 0.0 when no query has a relevant doc, as trec_eval reports for an empty average.
+    """
+    evaluated = np.asarray(n_relevant) > 0
+    n_evaluated = int(evaluated.sum())
+    means = {key: float(values[evaluated].sum() / max(n_evaluated, 1)) for key, values in per_query.items()}
+    return means, n_evaluated, int(evaluated.size - n_evaluated)

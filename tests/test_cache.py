@@ -1,0 +1,57 @@
+"""The embedding cache: hits return the stored vectors, misses are embedded once, torn writes are ignored."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evalfast.cache import KEYS_SUFFIX, EmbeddingCache, text_keys
+from evalfast.embeddings import embed
+from evalfast.encoder import Encoder
+
+
+class CountingEncoder:
+    """Wraps an encoder and records which texts reached the model."""
+
+    def __init__(self, encoder: Encoder):
+        self.inner, self.manifest, self.seen = encoder, encoder.manifest, []
+
+    def encode(self, texts, on_progress=None):
+        self.seen.extend(texts)
+        return self.inner.encode(texts, on_progress)
+
+    def token_stats(self, texts):
+        return self.inner.token_stats(texts)
+
+
+def test_lookup_returns_stored_vectors_in_key_order(tmp_path):
+    cache = EmbeddingCache(tmp_path, "fp")
+    keys = text_keys(["a", "b", "c"])
+    vectors = np.arange(12, dtype=np.float32).reshape(3, 4)
+    cache.add(keys[:2], vectors[:2])
+    cache.add(keys[2:], vectors[2:])
+    found, hits = cache.lookup(text_keys(["c", "zzz", "a"]))
+    assert found.tolist() == [True, False, True]
+    np.testing.assert_array_equal(hits, vectors[[2, 0]])
+
+
+def test_shard_without_keys_file_is_ignored(tmp_path):
+    cache = EmbeddingCache(tmp_path, "fp")
+    cache.add(text_keys(["a"]), np.ones((1, 4), np.float32))
+    next(cache.folder.glob(f"*{KEYS_SUFFIX}")).unlink()  # as if killed between the two writes
+    found, hits = cache.lookup(text_keys(["a"]))
+    assert not found.any() and hits is None
+
+
+def test_embed_encodes_each_distinct_text_once_and_reuses_the_cache(tiny_export, tmp_path):
+    encoder = CountingEncoder(Encoder(tiny_export))
+    cache = EmbeddingCache(tmp_path, "fp")
+    texts = ["red", "green", "red", "blue"]
+    first = embed(encoder, texts, cache)
+    assert sorted(encoder.seen) == ["blue", "green", "red"] and first.n_encoded == 3
+    np.testing.assert_array_equal(first.vectors[0], first.vectors[2])
+
+    encoder.seen.clear()
+    second = embed(encoder, ["blue", "violet", "red"], cache)
+    assert encoder.seen == ["violet"] and (second.n_encoded, second.n_cached) == (1, 2)
+    np.testing.assert_array_equal(second.vectors[[0, 2]], first.vectors[[3, 0]])
+    np.testing.assert_allclose(second.vectors[1], Encoder(tiny_export).encode(["violet"]).vectors[0], atol=1e-6)
