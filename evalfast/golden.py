@@ -61,6 +61,25 @@ def load_golden(path: str | Path, split: str = "test") -> GoldenSet:
         print(golden.n_queries, golden.n_docs)
     """
     path = Path(path)
+    try:
+        return _load(path, split)
+    except UnicodeDecodeError as err:
+        raise GoldenSetError(_where_not_utf8(path)) from err
+
+
+def _where_not_utf8(path: Path) -> str:
+    """Name the file and line of the first byte that is not UTF-8 (read again only on this error path)."""
+    for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        raw = file.read_bytes() if file.is_file() else b""
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line_no = raw[: err.start].count(b"\n") + 1
+            return f"{file} line {line_no}: not UTF-8 text; save the file as UTF-8"
+    return f"{path}: not UTF-8 text; save it as UTF-8"
+
+
+def _load(path: Path, split: str) -> GoldenSet:
     if path.is_dir():
         return _load_beir(path, split)
     if not path.exists():
@@ -74,7 +93,7 @@ def load_golden(path: str | Path, split: str = "test") -> GoldenSet:
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in PAIR_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -96,7 +115,7 @@ def _jsonl_pair_rows(path: Path) -> Iterator[tuple[int, dict]]:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; a line that is not a JSON object is an error."""
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
