@@ -19,6 +19,16 @@ TINY_MAX_SEQ_LENGTH = 24
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
+def write_file(path: Path, content: str | bytes) -> Path:
+    """Write text (UTF-8) or bytes to ``path``, creating its folder; return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
 def make_tiny_model(folder: Path, seed: int = 0) -> Path:
     """A 2-layer, 32-wide random BERT with MiniLM's tokenizer, wrapped with mean pooling and Normalize."""
     import torch

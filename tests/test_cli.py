@@ -16,7 +16,7 @@ import pytest
 import pytrec_eval
 from click.testing import CliRunner, Result
 
-from conftest import DEMO_GOLDEN
+from conftest import DEMO_GOLDEN, write_file
 from evalfast.cli import cli
 
 DIMENSION = 32  # the tiny model's hidden size
@@ -56,13 +56,7 @@ def assert_user_error(result: Result, *fragments: str) -> str:
     return lines[0]
 
 
-def write(path: Path, text: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
+write = write_file
 
 
 def shard_count(cache_dir: Path) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DEMO_GOLDEN, SEED_CSV
+from conftest import DEMO_GOLDEN, SEED_CSV, write_file
 from evalfast.errors import EvalfastError, GoldenSetError
 from evalfast.golden import GoldenSet, load_golden
 
@@ -34,13 +34,7 @@ PAIRS_RECORDS = [
 
 
 def write(folder: Path, name: str, text: str | bytes) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
+    return write_file(folder / name, text)
 
 
 def jsonl(records: list[dict]) -> str:
