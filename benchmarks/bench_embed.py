@@ -42,6 +42,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from evalfast.atomic import write_text
+from evalfast.report import dumps
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -272,22 +275,6 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(path: Path, document: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False)
-    try:
-        with handle:
-            json.dump(document, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-
-
 # ---------------------------------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
@@ -402,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(document)
     print(table)
     out = args.results_dir / f"embed-{started.strftime('%Y-%m-%d-%H%M%S')}.json"
-    write_json_atomic(out, document)
+    write_text(out, dumps(document))
     print(f"\nwrote {out}", file=sys.stderr)
     return 0 if cli is None or cli["returncode"] == 0 else 1
 
