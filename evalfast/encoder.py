@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import EvalfastError, ModelError
-from .manifest import MODEL_FILE, OUTPUT_NAME, TOKENIZER_FILE, Manifest, read_manifest
+from .manifest import OUTPUT_NAME, TOKENIZER_FILE, Manifest, file_sha256, read_manifest
+from .precision import check_precision, variant_file
 
 DEVICES = ("cpu", "cuda")
 
@@ -22,9 +24,10 @@ class EncoderConfig:
     """How the encoder batches and where it runs."""
 
     device: str = "cpu"
+    precision: str = "fp32"  # see evalfast.precision.PRECISIONS
     token_budget: int = 2048  # padded tokens per batch (rows x longest row)
     max_batch: int = 64  # rows per batch, whatever the budget allows
-    chunk: int = 32768  # texts tokenised and sorted together; bounds memory on large inputs
+    chunk: int = 8192  # texts tokenised and sorted together (the next chunk is tokenised meanwhile)
     threads: int | None = None  # onnxruntime intra-op threads; None = one per CPU core
 
 
@@ -45,8 +48,6 @@ def _session(model_path: Path, config: EncoderConfig):
         raise EvalfastError(
             "onnxruntime is not installed; `pip install evalfast[cpu]` (or evalfast[gpu] for CUDA, never both)"
         ) from err
-    if config.device not in DEVICES:
-        raise EvalfastError(f"--device {config.device!r} is not one of {', '.join(DEVICES)}")
     providers = ["CPUExecutionProvider"]
     if config.device == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -99,22 +100,30 @@ class Encoder:
         self.folder = Path(folder)
         self.config = config
         self.manifest: Manifest = read_manifest(self.folder)
+        if config.device not in DEVICES:
+            raise EvalfastError(f"--device {config.device!r} is not one of {', '.join(DEVICES)}")
+        check_precision(config.precision, config.device)
+        self.model_path = variant_file(self.folder, config.precision)
+        if not self.model_path.is_file():
+            raise ModelError(f"{self.folder}: no {config.precision} variant ({self.model_path.name}); build it with "
+                             "evalfast.precision.ensure_variant (the CLI does so on first use)")
         self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER_FILE))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.manifest.max_seq_length)
-        self.session = _session(self.folder / MODEL_FILE, config)
+        self.session = _session(self.model_path, config)
         self.input_names = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if OUTPUT_NAME not in outputs:
             raise ModelError(
-                f"{self.folder / MODEL_FILE}: no {OUTPUT_NAME!r} output (has {', '.join(outputs)}); "
+                f"{self.model_path}: no {OUTPUT_NAME!r} output (has {', '.join(outputs)}); "
                 "export the model with `evalfast export`"
             )
 
     @property
     def fingerprint(self) -> str:
-        """Identifies what this encoder computes: model weights, tokenizer and truncation."""
-        digest = hashlib.sha256(self.manifest.sha256.encode())
+        """Identifies what this encoder computes: graph and weights, tokenizer and truncation."""
+        graph_sha = self.manifest.sha256 if self.config.precision == "fp32" else file_sha256(self.model_path)
+        digest = hashlib.sha256(graph_sha.encode())
         digest.update((self.folder / TOKENIZER_FILE).read_bytes())
         digest.update(f"{self.manifest.max_seq_length}:{self.manifest.do_lower_case}".encode())
         return digest.hexdigest()[:32]
@@ -149,16 +158,31 @@ class Encoder:
             n_tokens, n_truncated = n_tokens + int(lengths.sum()), n_truncated + truncated
         return n_tokens, n_truncated
 
+    def _tokenized_chunks(self, texts: Sequence[str], pool: ThreadPoolExecutor) -> Iterator[tuple]:
+        """Yield (start, encodings, lengths, n_truncated) per chunk, tokenising the next chunk meanwhile."""
+        size = self.config.chunk
+        starts = range(0, len(texts), size)
+        pending = pool.submit(self._tokenize, texts[:size])
+        for start, following in zip(starts, [*starts[1:], None]):
+            encodings, lengths, truncated = pending.result()
+            if following is not None:
+                pending = pool.submit(self._tokenize, texts[following : following + size])
+            yield start, encodings, lengths, truncated
+
     def encode(self, texts: Sequence[str], on_progress: Callable[[int], None] | None = None) -> Encoded:
-        """Embed ``texts`` in input order. ``on_progress(n)`` is called after each batch of n texts."""
-        start = time.perf_counter()
+        """Embed ``texts`` in input order. ``on_progress(n)`` is called after each batch of n texts.
+
+        Texts are tokenised a chunk ahead on a worker thread (the tokenizer and onnxruntime both release
+        the GIL), so the model does not wait for tokenisation.
+        """
+        clock = time.perf_counter()
         vectors = np.empty((len(texts), self.manifest.dimension), np.float32)
         n_tokens = n_truncated = 0
-        for begin in range(0, len(texts), self.config.chunk):
-            encodings, lengths, truncated = self._tokenize(texts[begin : begin + self.config.chunk])
-            n_tokens, n_truncated = n_tokens + int(lengths.sum()), n_truncated + truncated
-            for batch in plan_batches(lengths, self.config.token_budget, self.config.max_batch):
-                vectors[begin + batch] = self._run_batch([encodings[i] for i in batch])
-                if on_progress:
-                    on_progress(len(batch))
-        return Encoded(vectors, n_tokens, n_truncated, time.perf_counter() - start)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            for start, encodings, lengths, truncated in self._tokenized_chunks(texts, pool):
+                n_tokens, n_truncated = n_tokens + int(lengths.sum()), n_truncated + truncated
+                for batch in plan_batches(lengths, self.config.token_budget, self.config.max_batch):
+                    vectors[start + batch] = self._run_batch([encodings[row] for row in batch])
+                    if on_progress:
+                        on_progress(len(batch))
+        return Encoded(vectors, n_tokens, n_truncated, time.perf_counter() - clock)

@@ -39,6 +39,8 @@ class EvalResult:
 
     model: str
     model_sha256: str
+    precision: str
+    device: str
     golden: str
     protocol: str
     metrics: dict[str, float]  # ranking metrics, flat "name@k" keys
@@ -107,6 +109,8 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
     return EvalResult(
         model=str(encoder.folder),
         model_sha256=encoder.manifest.sha256,
+        precision=encoder.config.precision,
+        device=encoder.config.device,
         golden=str(golden.source),
         protocol=config.protocol,
         metrics=metrics,

@@ -51,7 +51,7 @@ def metric_grid(metrics: dict[str, float]) -> tuple[list[str], list[list[str]]]:
 
 def _summary_lines(result: EvalResult) -> list[str]:
     c, t, e = result.counts, result.timings, result.embedding
-    lines = [f"model   {result.model} (sha256 {result.model_sha256[:12]})",
+    lines = [f"model   {result.model} (sha256 {result.model_sha256[:12]}), {result.precision} on {result.device}",
              f"golden  {result.golden}: {c['queries']} queries, {c['documents']} documents, protocol {result.protocol}"]
     if result.protocol == "pairs":
         lines.append(f"rows    {c['rows']} scored one by one ({c['positive_rows']} positive), the seed's row-wise protocol")
@@ -88,6 +88,8 @@ def result_json(result: EvalResult) -> dict:
         "schema_version": SCHEMA_VERSION,
         "model": result.model,
         "model_sha256": result.model_sha256,
+        "precision": result.precision,
+        "device": result.device,
         "golden": result.golden,
         "protocol": result.protocol,
         "metrics": {**result.metrics, **result.similarity},
