@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -21,8 +21,8 @@ from .export import default_export_dir, ensure_exported, export_model
 from .golden import load_golden, read_jsonl
 from .precision import PRECISIONS, check_precision, ensure_variant
 from .metrics import METRICS, compute, judge, summarize
-from .report import (comparison_json, comparison_markdown, dumps, format_comparison, format_result, metric_grid,
-                     result_json, result_markdown, text_table)
+from .report import (bench_markdown, bench_table, comparison_json, comparison_markdown, dumps, format_comparison,
+                     format_result, metric_grid, result_json, result_markdown, text_table)
 from .trec import read_qrels, read_run
 
 
@@ -295,6 +295,73 @@ def metrics_command(qrels, run_path, ks, json_path):
     click.echo(text_table(*metric_grid(means)))
     if json_path:
         write_text(json_path, dumps({"metrics": means, "counts": {"queries": n_evaluated, "queries_skipped_no_relevant": n_skipped}}))
+
+
+def comma_list(choices: Sequence[str]):
+    """A click callback: ``"a,b"`` -> ("a", "b"), each one of ``choices``."""
+    def parse(_ctx, param, value: str) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+        unknown = [item for item in items if item not in choices]
+        if unknown or not items:
+            raise click.BadParameter(f"{value!r}: give a comma-separated list of {', '.join(choices)}")
+        return items
+    return parse
+
+
+@cli.command("bench")
+@click.option("--model", "-m", required=True, help="Model, as for eval (an export folder or all-MiniLM-L6-v2).")
+@click.option("--texts", "texts_path", type=click.Path(path_type=Path), help="Texts to embed, one per line (or JSONL).")
+@click.option("--golden", "-g", type=click.Path(path_type=Path),
+              help="Golden set: its corpus and queries are the texts, and nDCG@10 is compared.")
+@click.option("--device", "devices", default="cpu", show_default=True, callback=comma_list(DEVICES),
+              help="Devices, comma-separated.")
+@click.option("--precision", "precisions", default="fp32,int8", show_default=True,
+              callback=comma_list(list(PRECISIONS)), help="evalfast precisions, comma-separated (each where it runs).")
+@click.option("--against", type=click.Choice(["sentence-transformers", "none"]), default="sentence-transformers",
+              show_default=True, help="Peers: sentence-transformers fp32, bf16 autocast / fp16, and its ONNX backend.")
+@click.option("--n", "n_texts", default=2000, show_default=True, type=click.IntRange(min=1),
+              help="Texts per round (the input is cycled to this many).")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Timed rounds.")
+@click.option("--output-dir", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True,
+              help="Where the JSON and Markdown reports go.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Model cache (as for eval).")
+def bench_command(model, texts_path, golden, devices, precisions, against, n_texts, repeats, output_dir, cache_dir):
+    """Measure embedding throughput and accuracy against sentence-transformers.
+
+    Each evalfast device x precision and each peer embeds the same texts in interleaved rounds; the
+    table gives sentences/s, tokens/s, the ratio to sentence-transformers fp32 on the same device (per
+    round, median [min-max]), peak memory, and accuracy (1-cos, and the nDCG@10 change with --golden).
+
+    \b
+    Examples:
+      evalfast bench -m all-MiniLM-L6-v2 --golden data/golden/demo
+      evalfast bench -m export/all-MiniLM-L6-v2 --texts queries.txt --device cuda --precision fp32,fp16
+    """
+    from datetime import datetime, timezone
+
+    from .bench import contenders_for, machine, run_bench, summary_rows
+
+    if bool(texts_path) == bool(golden):
+        raise EvalfastError("bench: give exactly one of --texts FILE or --golden G")
+    golden_set = load_golden(golden) if golden else None
+    base = read_texts(texts_path, None) if texts_path else golden_set.doc_texts + golden_set.query_texts
+    texts = [base[i % len(base)] for i in range(n_texts)]
+    folder = ensure_exported(model, cache_dir or default_cache_dir())
+    contenders = contenders_for(folder, devices, precisions, against == "sentence-transformers")
+    n_tokens = Encoder(folder).token_stats(texts)[0]
+    with progress_bar(len(contenders) * (repeats + 1), "bench") as bar:
+        def step(label: str) -> None:
+            bar.set_description(label)
+            bar.update()
+        rows = summary_rows(run_bench(contenders, texts, golden_set, repeats, step), len(texts), n_tokens)
+    now = datetime.now(timezone.utc)
+    document = {"schema_version": 1, "date": now.isoformat(timespec="seconds"), "command": " ".join(sys.argv),
+                "machine": machine(), "model": str(folder), "n_texts": len(texts), "mean_tokens": n_tokens / len(texts),
+                "repeats": repeats, "golden": str(golden) if golden else None, "rows": rows}
+    click.echo(text_table(*bench_table(rows)))
+    stem = output_dir / f"bench-{now:%Y%m%d-%H%M%S}"
+    write_reports(stem.with_suffix(".json"), stem.with_suffix(".md"), document, bench_markdown(document))
+    click.echo(f"\nwrote {stem}.json and {stem}.md")
 
 
 def main() -> None:

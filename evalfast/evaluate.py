@@ -61,17 +61,21 @@ def _similarity_pairs(golden: GoldenSet) -> tuple[np.ndarray, np.ndarray]:
     return golden.qrels.query[relevant], golden.qrels.doc[relevant]
 
 
-def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfig(),
-             cache: EmbeddingCache | None = None, on_progress: Callable[[int], None] | None = None) -> EvalResult:
-    """Embed the corpus and queries, search the top k exactly, and compute the metrics.
+@dataclass(frozen=True)
+class Scored:
+    """What the metrics make of one set of vectors: the run, per-query values, means and counts."""
 
-    ``on_progress(n)`` is called as texts are embedded (corpus then queries; n_docs + n_queries in all).
+    run: Run
+    per_query: dict[str, np.ndarray]
+    metrics: dict[str, float]
+    similarity: dict[str, float]
+    counts: dict[str, int]
+    search_seconds: float
+    metrics_seconds: float
 
-    Example::
 
-        result = evaluate(Encoder("export/all-MiniLM-L6-v2"), load_golden("data/golden/demo"))
-        print(result.metrics["ndcg@10"])
-    """
+def check_config(config: EvalConfig, golden: GoldenSet) -> None:
+    """An error naming the option if ``config`` cannot be applied to ``golden``."""
     if config.protocol not in PROTOCOLS:
         raise EvalfastError(f"--protocol {config.protocol!r}: use one of {', '.join(PROTOCOLS)}")
     if config.protocol == "pairs" and golden.pairs is None:
@@ -80,12 +84,15 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
     if not config.ks or min(config.ks) < 1:
         raise EvalfastError(f"--k {','.join(map(str, config.ks))}: cutoffs must be integers >= 1")
 
+
+def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.ndarray,
+                  config: EvalConfig = EvalConfig()) -> Scored:
+    """Search ``query_vectors`` (float32 (n_queries, dim)) against ``doc_vectors`` (float32 (n_docs, dim)) and
+    score the run on ``golden`` under ``config``."""
+    check_config(config, golden)
     start = time.perf_counter()
-    docs = embed(encoder, golden.doc_texts, cache, on_progress)
-    queries = embed(encoder, golden.query_texts, cache, on_progress)
-    embedded = time.perf_counter()
     depth = PAIRS_DEPTH if config.protocol == "pairs" else max(config.ks)
-    run = search(docs.vectors, queries.vectors, depth, descending_name_rank(golden.doc_ids))
+    run = search(doc_vectors, query_vectors, depth, descending_name_rank(golden.doc_ids))
     searched = time.perf_counter()
 
     counts = {"queries": golden.n_queries, "documents": golden.n_docs}
@@ -100,12 +107,30 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
         metrics, n_evaluated, n_skipped = summarize(per_query, judged.n_relevant)
         counts.update(queries_evaluated=n_evaluated, queries_skipped_no_relevant=n_skipped)
     sim_query, sim_doc = _similarity_pairs(golden)
-    cosines = pair_cosines(queries.vectors, docs.vectors, sim_query, sim_doc)
+    cosines = pair_cosines(query_vectors, doc_vectors, sim_query, sim_doc)
     similarity = {key: float(values.mean()) if len(values) else float("nan")
                   for key, values in similarity_metrics(cosines, config.seed).items()}
     counts["similarity_pairs"] = len(cosines)
-    finished = time.perf_counter()
+    return Scored(run, per_query, metrics, similarity, counts, searched - start, time.perf_counter() - searched)
 
+
+def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfig(),
+             cache: EmbeddingCache | None = None, on_progress: Callable[[int], None] | None = None) -> EvalResult:
+    """Embed the corpus and queries, search the top k exactly, and compute the metrics.
+
+    ``on_progress(n)`` is called as texts are embedded (corpus then queries; n_docs + n_queries in all).
+
+    Example::
+
+        result = evaluate(Encoder("export/all-MiniLM-L6-v2"), load_golden("data/golden/demo"))
+        print(result.metrics["ndcg@10"])
+    """
+    check_config(config, golden)
+    start = time.perf_counter()
+    docs = embed(encoder, golden.doc_texts, cache, on_progress)
+    queries = embed(encoder, golden.query_texts, cache, on_progress)
+    embed_seconds = time.perf_counter() - start
+    scored = score_vectors(golden, docs.vectors, queries.vectors, config)
     return EvalResult(
         model=str(encoder.folder),
         model_sha256=encoder.manifest.sha256,
@@ -113,18 +138,18 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
         device=encoder.config.device,
         golden=str(golden.source),
         protocol=config.protocol,
-        metrics=metrics,
-        similarity=similarity,
-        per_query=per_query,
-        run=run,
-        counts=counts,
+        metrics=scored.metrics,
+        similarity=scored.similarity,
+        per_query=scored.per_query,
+        run=scored.run,
+        counts=scored.counts,
         timings={
-            "embed_seconds": embedded - start,
-            "search_seconds": searched - embedded,
-            "metrics_seconds": finished - searched,
-            "total_seconds": finished - start,
+            "embed_seconds": embed_seconds,
+            "search_seconds": scored.search_seconds,
+            "metrics_seconds": scored.metrics_seconds,
+            "total_seconds": time.perf_counter() - start,
             "documents_per_second": docs.texts_per_second,
-            "tokens_per_second": (docs.n_tokens + queries.n_tokens) / max(embedded - start, 1e-9),
+            "tokens_per_second": (docs.n_tokens + queries.n_tokens) / max(embed_seconds, 1e-9),
         },
         embedding={
             "tokens": docs.n_tokens + queries.n_tokens,

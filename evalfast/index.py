@@ -1,8 +1,12 @@
-"""Exact inner-product search over unit vectors with FAISS, returning a trec_eval-ordered :class:`Run`.
+"""Exact inner-product search over unit vectors, block by block, returning a trec_eval-ordered :class:`Run`.
 
-FAISS finds candidates; each candidate's score is then recomputed pair by pair, so that identical
-documents get bit-identical scores whatever the batch (BLAS kernels do not promise that), and ties are
-broken as trec_eval breaks them. A tie that reaches past the candidates is resolved against every document.
+The corpus is searched ``DOC_BLOCK`` rows at a time with FAISS's brute-force kernel (a BLAS GEMM and a heap per
+query), and each block's candidates are merged into a running top list. The corpus is only read, never copied
+whole, so it may be a read-only np.memmap larger than memory: memory is O(DOC_BLOCK x dim + n_queries x k).
+
+Each candidate's score is then recomputed pair by pair, so that identical documents get bit-identical scores
+whatever the batch (BLAS kernels do not promise that), and ties are broken as trec_eval breaks them. A tie that
+reaches past the candidates is resolved against every document, again reading the corpus in blocks.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import numpy as np
 
 from .run import Run, order_like_trec_eval
 
-QUERY_BATCH = 4096  # queries per FAISS call
+DOC_BLOCK = 1 << 18  # corpus rows per FAISS call: 384 MB of float32 at 384 dims, read in place from a memmap
 TIE_MARGIN = 8  # candidates fetched past k, so ties and rounding at the cutoff are decided exactly
 PAIR_BLOCK = 1 << 14  # (query, document) pairs rescored at once
 
@@ -19,7 +23,8 @@ PAIR_BLOCK = 1 << 14  # (query, document) pairs rescored at once
 def exact_scores(query_vectors: np.ndarray, doc_vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """float32 (n, depth): inner product of query row i with document ``ids[i, j]``; -inf where ids is -1.
 
-    Every pair is computed by the same reduction, so equal vectors give equal scores.
+    Every pair is computed by the same float32 reduction, so equal vectors give equal scores. Only the
+    documents named in ``ids`` are read from doc_vectors, ``PAIR_BLOCK`` pairs at a time.
     """
     scores = np.full(ids.shape, -np.inf, np.float32)
     flat_scores, flat_ids = scores.reshape(-1), ids.reshape(-1)
@@ -27,28 +32,54 @@ def exact_scores(query_vectors: np.ndarray, doc_vectors: np.ndarray, ids: np.nda
     for start in range(0, flat_ids.size, PAIR_BLOCK):
         block = slice(start, start + PAIR_BLOCK)
         valid = np.flatnonzero(flat_ids[block] >= 0) + start
-        flat_scores[valid] = np.einsum("ij,ij->i", query_vectors[rows[valid]], doc_vectors[flat_ids[valid]])
+        docs = np.asarray(doc_vectors[flat_ids[valid]], np.float32)
+        flat_scores[valid] = np.einsum("ij,ij->i", query_vectors[rows[valid]], docs)
     return scores
 
 
 def _candidates(doc_vectors: np.ndarray, query_vectors: np.ndarray, depth: int) -> np.ndarray:
+    """int64 (n_queries, depth): the ``depth`` best documents per query by FAISS's BLAS-rounded inner product.
+
+    Each ``DOC_BLOCK`` of doc_vectors is searched for all queries at once (so a memmap is read from disk once)
+    and its hits, offset by the block start, are merged into one heap per query.
+    """
     import faiss
 
-    index = faiss.IndexFlatIP(doc_vectors.shape[1])
-    index.add(doc_vectors)
-    ids = np.empty((len(query_vectors), depth), np.int64)
-    for begin in range(0, len(query_vectors), QUERY_BATCH):
-        _, ids[begin : begin + QUERY_BATCH] = index.search(query_vectors[begin : begin + QUERY_BATCH], depth)
-    return ids
+    heap = faiss.ResultHeap(len(query_vectors), depth, keep_max=True)
+    for start in range(0, len(doc_vectors), DOC_BLOCK):
+        block = np.ascontiguousarray(doc_vectors[start : start + DOC_BLOCK], np.float32)  # a view if float32 rows
+        scores, ids = faiss.knn(query_vectors, block, min(depth, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(scores, ids + start)
+    heap.finalize()
+    return heap.I
+
+
+def _rank_every_document(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int, tie_rank: np.ndarray) -> Run:
+    """Top ``k`` of the whole corpus for a few queries (float32 (n, dim)), scored exactly, ordered like trec_eval.
+
+    The fallback for ties wider than the margin. Documents are scored ``max(k, PAIR_BLOCK // n)`` at a time and
+    merged into the running top ``k``: one pass over the corpus, memory bounded by the step.
+    """
+    n_queries, n_docs = len(query_vectors), len(doc_vectors)
+    best = Run(np.empty((n_queries, 0), np.int64), np.empty((n_queries, 0), np.float32))
+    step = max(k, PAIR_BLOCK // n_queries)
+    for start in range(0, n_docs, step):
+        block_ids = np.broadcast_to(np.arange(start, min(start + step, n_docs)), (n_queries, min(step, n_docs - start)))
+        ranked = order_like_trec_eval(
+            np.concatenate([best.doc_ids, block_ids], axis=1),
+            np.concatenate([best.scores, exact_scores(query_vectors, doc_vectors, block_ids)], axis=1), tie_rank)
+        best = Run(ranked.doc_ids[:, :k], ranked.scores[:, :k])
+    return best
 
 
 def search(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int, tie_rank: np.ndarray) -> Run:
     """Top-``k`` documents per query by inner product (cosine for unit vectors), best first.
 
-    doc_vectors float32 (n_docs, dim); query_vectors float32 (n_queries, dim); ``k`` is capped at n_docs.
-    Equal scores are ordered as trec_eval orders them (``tie_rank``, see :func:`descending_name_rank`).
+    doc_vectors float32 (n_docs, dim), an array or a read-only np.memmap (read in blocks, never copied whole);
+    query_vectors float32 (n_queries, dim); ``k`` is capped at n_docs. Equal scores are ordered as trec_eval
+    orders them (``tie_rank``, see :func:`descending_name_rank`).
     """
-    doc_vectors = np.ascontiguousarray(doc_vectors, np.float32)
+    doc_vectors = np.asarray(doc_vectors)  # a memmap stays a view of the file
     query_vectors = np.ascontiguousarray(query_vectors, np.float32)
     n_docs = len(doc_vectors)
     k = min(k, n_docs)
@@ -56,11 +87,9 @@ def search(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int, tie_rank:
     ids = _candidates(doc_vectors, query_vectors, depth)
     run = order_like_trec_eval(ids, exact_scores(query_vectors, doc_vectors, ids), tie_rank)
     doc_ids, scores = run.doc_ids[:, :k].copy(), run.scores[:, :k].copy()
-    if depth < n_docs:
+    if 0 < k and depth < n_docs:
         open_rows = np.flatnonzero(run.scores[:, k - 1] == run.scores[:, -1])
-        for row in open_rows:  # rare: more documents tie at the cutoff than the margin holds
-            every_doc = np.arange(n_docs)[None, :]
-            full = order_like_trec_eval(every_doc, exact_scores(query_vectors[row : row + 1], doc_vectors, every_doc),
-                                        tie_rank)
-            doc_ids[row], scores[row] = full.doc_ids[0, :k], full.scores[0, :k]
+        if open_rows.size:  # rare: more documents tie at the cutoff than the margin holds
+            full = _rank_every_document(doc_vectors, query_vectors[open_rows], k, tie_rank)
+            doc_ids[open_rows], scores[open_rows] = full.doc_ids, full.scores
     return Run(doc_ids, scores)

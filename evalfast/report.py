@@ -157,3 +157,36 @@ def comparison_json(comparison: Comparison, names: tuple[str, str]) -> dict:
                     "better": d.better} for d in comparison.deltas],
         "best_relative": best.metric if best else None,
     }
+
+
+def _ratio(row: dict) -> str:
+    if row["ratio_median"] is None:
+        return "n/a"
+    return f"{row['ratio_median']:.2f}x [{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]"
+
+
+def _optional(value, template: str) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else template.format(value)
+
+
+def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the bench table, one row per contender."""
+    headers = ["contender", "device", "sentences/s", "tokens/s", "vs ST fp32 (median [min-max])", "peak RSS MB",
+               "GPU MB", "max 1-cos", "mean 1-cos", "ΔnDCG@10"]
+    cells = [[r["name"], r["device"], f"{r['sentences_per_second']:,.0f}", f"{r['tokens_per_second']:,.0f}", _ratio(r),
+              f"{r['peak_rss_mb']:,.0f}", _optional(r["peak_gpu_mb"], "{:,.0f}"),
+              _optional(r["max_one_minus_cos"], "{:.1e}"), _optional(r["mean_one_minus_cos"], "{:.1e}"),
+              _optional(r["ndcg10_delta"], "{:+.4f}")] for r in rows]
+    return headers, cells
+
+
+def bench_markdown(document: dict) -> str:
+    """The bench report: what ran where, then the table."""
+    machine = document["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+    return (f"# evalfast bench\n\n- date: {document['date']}\n- command: `{document['command']}`\n"
+            f"- machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB"
+            f"{', ' + machine['gpu'] if 'gpu' in machine else ''}; Python {machine['python']}\n- versions: {versions}\n"
+            f"- texts: {document['n_texts']} ({document['mean_tokens']:.1f} tokens on average), {document['repeats']} "
+            f"interleaved rounds; accuracy against sentence-transformers fp32 on the same device\n\n"
+            f"{markdown_table(*bench_table(document['rows']))}\n")
