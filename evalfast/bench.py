@@ -59,7 +59,7 @@ class Row:
 
 def _evalfast_contender(folder, device: str, precision: str) -> Contender:
     ensure_variant(folder, precision)
-    encoder = Encoder(folder, EncoderConfig(device=device, precision=precision))
+    encoder = Encoder(folder, EncoderConfig.for_device(device, precision))
     return Contender(f"evalfast {precision}", device, lambda texts: encoder.encode(texts).vectors)
 
 

@@ -105,7 +105,7 @@ def open_encoder(model: str, device: str, precision: str, cache_dir: Path | None
     check_precision(precision, device)
     folder = ensure_exported(model, root)
     ensure_variant(folder, precision)
-    encoder = Encoder(folder, EncoderConfig(device=device, precision=precision))
+    encoder = Encoder(folder, EncoderConfig.for_device(device, precision))
     return encoder, None if no_cache else EmbeddingCache(root, encoder.fingerprint)
 
 

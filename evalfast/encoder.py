@@ -30,6 +30,13 @@ class EncoderConfig:
     chunk: int = 8192  # texts tokenised and sorted together (the next chunk is tokenised meanwhile)
     threads: int | None = None  # onnxruntime intra-op threads; None = one per CPU core
 
+    @classmethod
+    def for_device(cls, device: str, precision: str = "fp32") -> EncoderConfig:
+        """Batching that suits the device: small batches keep a CPU's caches warm, a GPU wants large ones."""
+        if device == "cuda":
+            return cls(device, precision, token_budget=65536, max_batch=1024, chunk=32768)
+        return cls(device, precision)
+
 
 @dataclass(frozen=True)
 class Encoded:

@@ -79,3 +79,22 @@ def minilm_torch():
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
+def cuda_available() -> bool:
+    """True when onnxruntime can run on an NVIDIA GPU (onnxruntime-gpu and a device)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu are skipped where onnxruntime has no CUDA provider."""
+    if cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs onnxruntime-gpu and a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
