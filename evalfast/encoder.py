@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -140,14 +141,12 @@ class Encoder:
         stripped = [str(t).strip() for t in texts]
         return [t.lower() for t in stripped] if self.manifest.do_lower_case else stripped
 
-    def _run_batch(self, encodings: list) -> np.ndarray:
-        width = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(encodings), width), np.int64)
-        mask = np.zeros_like(ids)
-        for row, encoding in enumerate(encodings):
-            ids[row, : len(encoding.ids)] = encoding.ids
-            mask[row, : len(encoding.ids)] = 1
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    def _run_batch(self, encodings: list, lengths: np.ndarray) -> np.ndarray:
+        """Pad one batch (lengths int64 (b,)) into id and mask matrices and run the model: float32 (b, dim)."""
+        mask = np.arange(lengths.max()) < lengths[:, None]
+        ids = np.zeros(mask.shape, np.int64)
+        ids[mask] = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int64, int(lengths.sum()))
+        feeds = {"input_ids": ids, "attention_mask": mask.astype(np.int64), "token_type_ids": np.zeros_like(ids)}
         (vectors,) = self.session.run([OUTPUT_NAME], {name: feeds[name] for name in self.input_names})
         return vectors
 
@@ -189,7 +188,7 @@ class Encoder:
             for start, encodings, lengths, truncated in self._tokenized_chunks(texts, pool):
                 n_tokens, n_truncated = n_tokens + int(lengths.sum()), n_truncated + truncated
                 for batch in plan_batches(lengths, self.config.token_budget, self.config.max_batch):
-                    vectors[start + batch] = self._run_batch([encodings[row] for row in batch])
+                    vectors[start + batch] = self._run_batch([encodings[row] for row in batch], lengths[batch])
                     if on_progress:
                         on_progress(len(batch))
         return Encoded(vectors, n_tokens, n_truncated, time.perf_counter() - clock)
