@@ -64,7 +64,8 @@ def _rank_every_document(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: 
     best = Run(np.empty((n_queries, 0), np.int64), np.empty((n_queries, 0), np.float32))
     step = max(k, PAIR_BLOCK // n_queries)
     for start in range(0, n_docs, step):
-        block_ids = np.broadcast_to(np.arange(start, min(start + step, n_docs)), (n_queries, min(step, n_docs - start)))
+        docs = np.arange(start, min(start + step, n_docs))
+        block_ids = np.broadcast_to(docs, (n_queries, len(docs)))
         ranked = order_like_trec_eval(
             np.concatenate([best.doc_ids, block_ids], axis=1),
             np.concatenate([best.scores, exact_scores(query_vectors, doc_vectors, block_ids)], axis=1), tie_rank)
