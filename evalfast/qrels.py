@@ -35,9 +35,21 @@ class Qrels:
         in_range = (0 <= self.query) & (self.query < self.n_queries) & (0 <= self.doc) & (self.doc < self.n_docs)
         if not in_range.all():
             raise ValueError("Qrels: query or doc index out of range [0, n_queries) / [0, n_docs)")
-        if np.unique(pair_keys(self.query, self.doc, self.n_docs)).size != self.query.size:
+        keys = np.sort(pair_keys(self.query, self.doc, self.n_docs))
+        if np.any(keys[1:] == keys[:-1]):
             raise ValueError("Qrels: a (query, doc) pair is judged more than once")
 
     def relevant_counts(self) -> np.ndarray:
         """int64 (n_queries,): number of judged docs with relevance > 0 per query."""
         return np.bincount(self.query[self.relevance > 0], minlength=self.n_queries).astype(np.int64)
+
+    def by_query(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query, doc, relevance) reordered stably by query, so that each query's judgments are contiguous.
+
+        The arrays themselves when they already are (as with qrels read from a file grouped by query), else
+        reordered copies.
+        """
+        if np.all(self.query[1:] >= self.query[:-1]):
+            return self.query, self.doc, self.relevance
+        order = np.argsort(self.query, kind="stable")
+        return self.query[order], self.doc[order], self.relevance[order]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import pytrec_eval
 
 from evalfast.errors import EvalfastError
-from evalfast.metrics import METRICS, compute, judge, summarize
+from evalfast.metrics import METRICS, WHOLE_RUN, compute, judge, summarize
+from evalfast.metrics import judged as judged_module
 from evalfast.qrels import Qrels
 from evalfast.run import descending_name_rank, order_like_trec_eval, pack_rows
 
@@ -142,6 +146,69 @@ def test_judge_arrays() -> None:
     np.testing.assert_array_equal(judged.gains, [[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
     np.testing.assert_array_equal(judged.n_relevant, [2, 0, 0])
     np.testing.assert_array_equal(judged.ideal_gains, [[3, 1], [0, 0], [0, 0]])
+
+
+def lookup_case(seed: int, n_docs: int = 300, depth: int = 40) -> tuple[np.ndarray, Qrels]:
+    """A run of 60 rows (the last 5 past the qrels) with -1 padding, ids below -1 and past n_docs, and qrels of 0-30
+    judgments per query, many of them retrieved, stored in shuffled order."""
+    rng = np.random.default_rng(seed)
+    run = np.array([rng.permutation(n_docs + 50)[:depth] for _ in range(60)])
+    run[rng.random(run.shape) < 0.2] = -1
+    run[rng.random(run.shape) < 0.02] = -7
+    pairs = {(q, int(d)) for q in range(55) for d in rng.choice(
+        np.concatenate([run[q][(run[q] >= 0) & (run[q] < n_docs)], rng.integers(0, n_docs, 10)]), rng.integers(0, 31))}
+    query, doc = np.array(sorted(pairs)).T
+    order = rng.permutation(query.size)
+    relevance = rng.choice([-1.0, 0.0, 1.0, 2.0, 0.5], query.size)
+    return run, Qrels(query[order], doc[order], relevance, 55, n_docs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("offset", [0, 2**40])  # 2**40: doc ids too large for int32 codes
+@pytest.mark.parametrize("threads", [1, 3])
+def test_row_sort_lookup_matches_search(seed: int, offset: int, threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(judged_module, "BLOCK_ENTRIES", 300)  # blocks of a few rows
+    run, qrels = lookup_case(seed)
+    run = np.where(run >= 0, run + offset, run)
+    qrels = Qrels(qrels.query, qrels.doc + offset, qrels.relevance, qrels.n_queries, qrels.n_docs + offset)
+    with ThreadPoolExecutor(threads) as pool:
+        gains, relevant_hits = judged_module._gains_by_row_sort(run, *qrels.by_query(), pool)
+    np.testing.assert_array_equal(gains, judged_module._gains_by_search(run, qrels))
+    np.testing.assert_array_equal(relevant_hits, np.flatnonzero(gains > 0))
+    assert gains.any() and (gains == 0.5).any()
+
+
+def test_judge_falls_back_to_search() -> None:
+    run, qrels = lookup_case(7)
+    relevant = np.flatnonzero(qrels.relevance > 0)[0]
+    repeated = run.copy()
+    repeated[qrels.query[relevant], :2] = qrels.doc[relevant]  # one row ranks a judged doc twice
+    deep = Qrels(np.zeros(41, np.int64), np.arange(41), np.ones(41), 1, 41)  # more judgments than the run's depth
+    for doc_ids, judgments in ((repeated, qrels), (run[:1], deep)):
+        with ThreadPoolExecutor(2) as pool:
+            assert judged_module._gains_by_row_sort(doc_ids, *judgments.by_query(), pool) is None
+        judged = judge(doc_ids, judgments)
+        assert judged.relevant_hits is None
+        np.testing.assert_array_equal(judged.gains, judged_module._gains_by_search(doc_ids, judgments))
+    np.testing.assert_array_equal(judge(repeated, qrels).gains[qrels.query[relevant], :2], qrels.relevance[relevant])
+
+
+def test_compute_does_not_depend_on_request_order() -> None:
+    qrels, doc_ids, _, _ = to_arrays(*random_case(5))
+    judged = judge(doc_ids, qrels)
+    forward = compute(judged, list(METRICS), KS)
+    backward = compute(judged, list(METRICS)[::-1], KS[::-1] + KS)
+    without_hits = compute(dataclasses.replace(judged, relevant_hits=None), list(METRICS), KS)
+    one_at_a_time = {key: value for name in METRICS for k in KS for key, value in compute(judged, [name], [k]).items()}
+    assert forward.keys() == backward.keys() == without_hits.keys() == one_at_a_time.keys()
+    for key, values in forward.items():
+        np.testing.assert_array_equal(backward[key], values)
+        np.testing.assert_array_equal(without_hits[key], values)
+        np.testing.assert_allclose(one_at_a_time[key], values, rtol=0, atol=1e-12)  # other cutoffs: other sums
+    for name, metric in METRICS.items():  # each metric also works on the Judged itself
+        for k in [doc_ids.shape[1]] if name in WHOLE_RUN else KS:
+            key = name if name in WHOLE_RUN else f"{name}@{k}"
+            np.testing.assert_allclose(metric(judged, k), forward[key], rtol=0, atol=1e-12)
 
 
 def test_qrels_rejects_repeated_pair() -> None:

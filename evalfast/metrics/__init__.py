@@ -1,6 +1,8 @@
 """Ranking metrics with trec_eval semantics, vectorised over all queries.
 
-Per-query functions take a Judged (see judge) and a cutoff k and return float64 (n_queries,).
+Per-query functions take a Judged (see judge) and a cutoff k and return float64 (n_queries,). They also take
+the Prefixes of a Judged (see prefixes), which hold what every metric needs at several cutoffs at once: compute()
+builds them once and reads every metric at every k from them.
 Relevant means relevance > 0; gains are linear (the relevance value, negatives count as 0).
 """
 
@@ -12,7 +14,7 @@ import numpy as np
 
 from evalfast.errors import EvalfastError
 from evalfast.metrics.counts import hit_rate, precision, r_precision, recall
-from evalfast.metrics.judged import Judged, judge
+from evalfast.metrics.judged import Judged, Prefixes, judge, prefixes
 from evalfast.metrics.ndcg import ndcg
 from evalfast.metrics.ranks import average_precision, reciprocal_rank
 
@@ -20,19 +22,21 @@ __all__ = [
     "METRICS",
     "WHOLE_RUN",
     "Judged",
+    "Prefixes",
     "average_precision",
     "compute",
     "hit_rate",
     "judge",
     "ndcg",
     "precision",
+    "prefixes",
     "r_precision",
     "recall",
     "reciprocal_rank",
     "summarize",
 ]
 
-METRICS: dict[str, Callable[[Judged, int], np.ndarray]] = {
+METRICS: dict[str, Callable[[Judged | Prefixes, int], np.ndarray]] = {
     "hit_rate": hit_rate,
     "precision": precision,
     "recall": recall,
@@ -41,7 +45,7 @@ METRICS: dict[str, Callable[[Judged, int], np.ndarray]] = {
     "map": average_precision,
     "r_precision": r_precision,
 }
-"""Registry: metric name -> function(judged, k) -> float64 (n_queries,) per-query values."""
+"""Registry: metric name -> function(judged or its prefixes, k) -> float64 (n_queries,) per-query values."""
 
 WHOLE_RUN: frozenset[str] = frozenset({"r_precision"})
 """Metrics computed once over the run's full depth and keyed by bare name instead of name@k."""
@@ -55,12 +59,13 @@ def compute(judged: Judged, names: Sequence[str], ks: Sequence[int]) -> dict[str
     for k in ks:
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise EvalfastError(f"cutoff k={k!r}: every cutoff must be an integer >= 1")
+    prefix = prefixes(judged, ks)
     values: dict[str, np.ndarray] = {}
     for name in names:
         if name in WHOLE_RUN:
-            values[name] = METRICS[name](judged, judged.gains.shape[1])
+            values[name] = METRICS[name](prefix, judged.gains.shape[1])
         else:
-            values.update({f"{name}@{k}": METRICS[name](judged, k) for k in ks})
+            values.update({f"{name}@{k}": METRICS[name](prefix, k) for k in ks})
     return values
 
 
@@ -69,7 +74,6 @@ def summarize(per_query: dict[str, np.ndarray], n_relevant: np.ndarray) -> tuple
 
     Means are 0.0 when no query has a relevant doc, as trec_eval reports for an empty average.
     """
-    evaluated = np.asarray(n_relevant) > 0
-    n_evaluated = int(evaluated.sum())
-    means = {key: float(values[evaluated].sum() / max(n_evaluated, 1)) for key, values in per_query.items()}
-    return means, n_evaluated, int(evaluated.size - n_evaluated)
+    evaluated = np.flatnonzero(np.asarray(n_relevant) > 0)
+    means = {key: float(values.take(evaluated).sum() / max(evaluated.size, 1)) for key, values in per_query.items()}
+    return means, evaluated.size, int(np.size(n_relevant) - evaluated.size)

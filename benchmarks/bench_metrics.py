@@ -1,0 +1,317 @@
+"""Ranking metrics at scale: evalfast's metric engine against pytrec_eval, on CPU, in one process.
+
+A seeded synthetic collection: ``--queries`` queries, each with 1-20 judged documents graded 0/1/2 drawn from a
+corpus of ``--corpus`` doc ids, and a run of ``--depth`` distinct documents per query in which about 60% of each
+query's judgments are retrieved, mostly near the top (sampled without replacement with weight 1 / (rank + 3)).
+Retrieved judged documents are more often relevant than unretrieved ones.
+
+Peers, timed in ``--repeats`` interleaved rounds whose order alternates, after one warm-up each:
+  * evalfast: ``judge(run_doc_ids, qrels)`` + ``compute(judged, all METRICS, k = 1, 3, 5, 10, 100)`` +
+    ``summarize(...)``, from int64 (n_queries, depth) run doc ids and a built ``Qrels``;
+  * pytrec_eval: ``RelevanceEvaluator(qrels_dict, {P.10, recall.100, ndcg_cut.10, map_cut.100, recip_rank})`` +
+    ``evaluate(run_dict)``. Building the two dicts from the arrays is timed once, on its own.
+
+evalfast's judge() works on one thread per usable CPU (evalfast.metrics.judged.THREADS), pytrec_eval on one, so
+the CPU seconds of each peer are reported next to its wall seconds. The ratio pytrec_eval / evalfast is computed
+within each round. Per-query values of the shared measures must
+agree to 1e-9 (P_10 = precision@10, recall_100 = recall@100, ndcg_cut_10 = ndcg@10, map_cut_100 = map@100,
+recip_rank = mrr@depth).
+
+    python benchmarks/bench_metrics.py                       # 100,000 queries x 100, 5 rounds
+    python benchmarks/bench_metrics.py --queries 10000 --repeats 3
+
+Prints a Markdown table and writes JSON to benchmarks/results/metrics-<date>-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from evalfast.atomic import write_text
+from evalfast.metrics import METRICS, compute, judge, summarize
+from evalfast.qrels import Qrels, pair_keys
+from evalfast.report import dumps
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+KS = (1, 3, 5, 10, 100)
+VERSION_PACKAGES = ("numpy", "pytrec-eval-terrier", "evalfast")
+# pytrec_eval output key -> evalfast compute() key ("mrr@depth" is filled in once depth is known).
+SHARED = {"P_10": "precision@10", "recall_100": "recall@100", "ndcg_cut_10": "ndcg@10", "map_cut_100": "map@100",
+          "recip_rank": None}
+TREC_MEASURES = {"P.10", "recall.100", "ndcg_cut.10", "map_cut.100", "recip_rank"}
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench_metrics.py",
+        description="Time evalfast judge+compute+summarize (every metric at k = 1, 3, 5, 10, 100 and r_precision) "
+                    "against pytrec_eval computing five measures, interleaved in one process.",
+        epilog="Only the per-round ratio is comparable across a noisy machine; absolute seconds are not.",
+    )
+    parser.add_argument("--queries", type=positive_int, default=100_000, help="queries (default: 100000)")
+    parser.add_argument("--depth", type=positive_int, default=100, help="ranked docs per query (default: 100)")
+    parser.add_argument("--corpus", type=positive_int, default=1_000_000, help="doc ids (default: 1000000)")
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed rounds per peer (default: 5)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data (default: 0)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                        help="where to write the JSON (default: benchmarks/results)")
+    args = parser.parse_args(argv)
+    if args.depth < max(KS):
+        parser.error(f"--depth {args.depth}: must be at least {max(KS)} (the largest cutoff)")
+    if args.corpus < 2 * args.depth:
+        parser.error(f"--corpus {args.corpus}: must be at least twice --depth")
+    if args.results_dir.exists() and not args.results_dir.is_dir():
+        parser.error(f"--results-dir {args.results_dir}: exists and is not a folder")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def distinct_rows(rng: np.random.Generator, n_rows: int, width: int, n_values: int) -> np.ndarray:
+    """int64 (n_rows, width): uniform draws from [0, n_values), redrawn until no row repeats a value."""
+    rows = rng.integers(0, n_values, (n_rows, width))
+    while True:
+        order = np.argsort(rows, axis=1)
+        ordered = np.take_along_axis(rows, order, axis=1)
+        repeat = np.zeros(rows.shape, bool)
+        np.put_along_axis(repeat, order[:, 1:], ordered[:, 1:] == ordered[:, :-1], axis=1)
+        if not repeat.any():
+            return rows
+        rows[repeat] = rng.integers(0, n_values, int(repeat.sum()))
+
+
+def synthetic(n_queries: int, depth: int, n_docs: int, seed: int) -> tuple[np.ndarray, Qrels]:
+    """A run, int64 (n_queries, depth) of distinct doc ids per row, and its Qrels (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    run = distinct_rows(rng, n_queries, depth, n_docs)
+    n_judged = rng.integers(1, 21, n_queries)
+    n_retrieved = np.minimum(rng.binomial(n_judged, 0.6), depth)
+    # Weighted sampling without replacement (Efraimidis-Spirakis): the largest log(u) * (rank + 3) win.
+    priority = np.log(rng.random((n_queries, depth))) * np.arange(3, depth + 3)
+    ranks = np.argsort(-priority, axis=1)
+    take = np.arange(depth) < n_retrieved[:, None]
+    retrieved_query = np.nonzero(take)[0]
+    retrieved_doc = run[retrieved_query, ranks[take]]
+    missed_query = np.repeat(np.arange(n_queries), n_judged - n_retrieved)
+    missed_doc = rng.integers(0, n_docs, missed_query.size)
+    query = np.concatenate([retrieved_query, missed_query])
+    doc = np.concatenate([retrieved_doc, missed_doc])
+    relevance = np.concatenate([rng.choice(3, retrieved_query.size, p=[0.35, 0.4, 0.25]),
+                                rng.choice(3, missed_query.size, p=[0.6, 0.25, 0.15])]).astype(np.float64)
+    _, first = np.unique(pair_keys(query, doc, n_docs), return_index=True)  # a missed doc may repeat: keep one
+    return run, Qrels(query[first], doc[first], relevance[first], n_queries, n_docs)
+
+
+def to_dicts(run: np.ndarray, qrels: Qrels) -> tuple[dict, dict]:
+    """pytrec_eval's inputs: {qid: {docid: int relevance}} and {qid: {docid: score}}, scores depth..1 by rank."""
+    qids = [f"q{i}" for i in range(run.shape[0])]
+    bounds = np.cumsum(np.bincount(qrels.query, minlength=run.shape[0]))[:-1]  # Qrels here are sorted by query
+    docs = np.split(qrels.doc.astype(str), bounds)
+    grades = np.split(qrels.relevance.astype(np.int64), bounds)
+    qrels_dict = {q: dict(zip(d.tolist(), g.tolist())) for q, d, g in zip(qids, docs, grades)}
+    scores = np.arange(run.shape[1], 0, -1, dtype=np.float64).tolist()  # distinct: no trec_eval tie-breaking
+    run_dict = {q: dict(zip(row, scores)) for q, row in zip(qids, run.astype(str).tolist())}
+    return qrels_dict, run_dict
+
+
+# ---------------------------------------------------------------------------------------------- machine
+
+def machine_info() -> dict:
+    info = {"platform": platform.platform(), "cpu_model": None, "logical_cpus": os.cpu_count(),
+            "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "memory_gib": None}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
+                break
+    except OSError:
+        pass
+    return info
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSION_PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+def summary(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "median": statistics.median(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "values": values}
+
+
+def markdown(doc: dict) -> str:
+    ef, pt, ratio, data = doc["evalfast"], doc["pytrec_eval"], doc["ratio_pytrec_eval_over_evalfast"], doc["data"]
+    check = doc["identical_values"]
+    return "\n".join([
+        f"{data['queries']:,} queries x {data['depth']} docs, {data['judgments']:,} judgments "
+        f"({data['queries_with_relevant']:,} queries with a relevant doc); {doc['repeats']} interleaved rounds "
+        "after one warm-up each",
+        "",
+        "| Peer | what | seconds/round median [min, max] | CPU s/round (median) |",
+        "|---|---|---:|---:|",
+        f"| evalfast judge + compute + summarize | {ef['values']} values per query | "
+        f"{ef['seconds']['median']:.3f} [{ef['seconds']['min']:.3f}, {ef['seconds']['max']:.3f}] | "
+        f"{ef['cpu_seconds']['median']:.3f} |",
+        f"| pytrec_eval RelevanceEvaluator + evaluate | 5 measures per query | "
+        f"{pt['seconds']['median']:.3f} [{pt['seconds']['min']:.3f}, {pt['seconds']['max']:.3f}] | "
+        f"{pt['cpu_seconds']['median']:.3f} |",
+        f"| (pytrec_eval: building its two dicts from the arrays, once) | | {pt['dict_build_seconds']:.3f} | |",
+        f"| (evalfast: building Qrels from the arrays, once) | | {ef['qrels_build_seconds']:.3f} | |",
+        "",
+        f"evalfast stages, median over the rounds: "
+        + ", ".join(f"{stage} {value:.3f} s" for stage, value in ef["stage_seconds_median"].items()),
+        "",
+        f"Per-round ratio pytrec_eval / evalfast: median **{ratio['median']:.1f}x** "
+        f"[min {ratio['min']:.1f}x, max {ratio['max']:.1f}x] "
+        f"(rounds: {', '.join(f'{r:.1f}' for r in ratio['values'])})",
+        "",
+        f"Identical values (per query, tolerance 1e-9): {'yes' if check['ok'] else 'NO'}; max |diff| "
+        + ", ".join(f"{k} {v:.1e}" for k, v in check["max_abs_diff"].items()),
+    ])
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = dt.datetime.now(dt.timezone.utc)
+    command_line = shlex.join(["python", "benchmarks/bench_metrics.py", *(sys.argv[1:] if argv is None else argv)])
+    import pytrec_eval
+
+    start = time.perf_counter()
+    run, qrels = synthetic(args.queries, args.depth, args.corpus, args.seed)
+    generate_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    qrels = Qrels(qrels.query, qrels.doc, qrels.relevance, qrels.n_queries, qrels.n_docs)  # timed: validation
+    qrels_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    qrels_dict, run_dict = to_dicts(run, qrels)
+    dict_seconds = time.perf_counter() - start
+    shared = {trec: ours or f"mrr@{args.depth}" for trec, ours in SHARED.items()}
+    print(f"data: {generate_seconds:.1f} s to generate, {dict_seconds:.1f} s to build pytrec_eval's dicts",
+          file=sys.stderr)
+
+    stages: dict[str, list[float]] = {"judge": [], "compute": [], "summarize": []}
+
+    def run_evalfast():
+        start, cpu = time.perf_counter(), time.process_time()
+        judged = judge(run, qrels)
+        judged_at = time.perf_counter()
+        per_query = compute(judged, list(METRICS), KS)
+        computed_at = time.perf_counter()
+        means, n_evaluated, _ = summarize(per_query, judged.n_relevant)
+        end = time.perf_counter()
+        for stage, seconds in zip(stages, (judged_at - start, computed_at - judged_at, end - computed_at)):
+            stages[stage].append(seconds)
+        return end - start, time.process_time() - cpu, (per_query, means, n_evaluated)
+
+    def run_pytrec_eval():
+        start, cpu = time.perf_counter(), time.process_time()
+        result = pytrec_eval.RelevanceEvaluator(qrels_dict, TREC_MEASURES).evaluate(run_dict)
+        return time.perf_counter() - start, time.process_time() - cpu, result
+
+    peers = {"pytrec_eval": run_pytrec_eval, "evalfast": run_evalfast}
+    load_before = load_average()
+    warm = {name: peer()[0] for name, peer in peers.items()}
+    print(f"warm-up: pytrec_eval {warm['pytrec_eval']:.3f} s, evalfast {warm['evalfast']:.3f} s", file=sys.stderr)
+    seconds: dict[str, list[float]] = {name: [] for name in peers}
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in peers}
+    orders, last = [], {}
+    for round_no in range(args.repeats):
+        order = ("pytrec_eval", "evalfast") if round_no % 2 == 0 else ("evalfast", "pytrec_eval")
+        orders.append(list(order))
+        for name in order:
+            elapsed, cpu, last[name] = peers[name]()
+            seconds[name].append(elapsed)
+            cpu_seconds[name].append(cpu)
+        print(f"round {round_no + 1}/{args.repeats} ({' then '.join(order)}): pytrec_eval "
+              f"{seconds['pytrec_eval'][-1]:.3f} s, evalfast {seconds['evalfast'][-1]:.3f} s", file=sys.stderr)
+    load_after = load_average()
+
+    per_query, means, n_evaluated = last["evalfast"]
+    trec = last["pytrec_eval"]
+    qids = [f"q{i}" for i in range(args.queries)]
+    max_diff = {}
+    for trec_name, our_name in shared.items():
+        theirs = np.array([trec[q][trec_name] for q in qids])
+        max_diff[trec_name] = float(np.abs(theirs - per_query[our_name]).max())
+    ratios = [p / e for p, e in zip(seconds["pytrec_eval"], seconds["evalfast"])]
+
+    finished = dt.datetime.now(dt.timezone.utc)
+    document = {
+        "benchmark": "metrics",
+        "date": started.isoformat(timespec="seconds"),
+        "duration_seconds": round((finished - started).total_seconds(), 1),
+        "command": command_line,
+        "machine": machine_info() | {"load_average_before": load_before, "load_average_after": load_after},
+        "versions": versions(),
+        "data": {"queries": args.queries, "depth": args.depth, "corpus": args.corpus, "seed": args.seed,
+                 "judgments": int(qrels.query.size), "queries_with_relevant": n_evaluated,
+                 "mean_precision_at_10_all_queries": float(per_query["precision@10"].mean()),
+                 "generate_seconds": generate_seconds},
+        "repeats": args.repeats,
+        "round_orders": orders,
+        "warmup_seconds": warm,
+        "evalfast": {"seconds": summary(seconds["evalfast"]), "cpu_seconds": summary(cpu_seconds["evalfast"]),
+                     "values": len(per_query), "ks": list(KS),
+                     "stage_seconds_median": {stage: statistics.median(v[1:]) for stage, v in stages.items()},
+                     "metrics": list(METRICS), "qrels_build_seconds": qrels_seconds,
+                     "means_evaluated_queries": means},
+        "pytrec_eval": {"seconds": summary(seconds["pytrec_eval"]), "cpu_seconds": summary(cpu_seconds["pytrec_eval"]),
+                        "measures": sorted(TREC_MEASURES),
+                        "dict_build_seconds": dict_seconds},
+        "ratio_pytrec_eval_over_evalfast": summary(ratios),
+        "identical_values": {"tolerance": 1e-9, "ok": all(v <= 1e-9 for v in max_diff.values()),
+                             "pairs": shared, "max_abs_diff": max_diff},
+    }
+    print(markdown(document))
+    out = args.results_dir / f"metrics-{started.strftime('%Y-%m-%d-%H%M%S')}.json"
+    write_text(out, dumps(document))
+    print(f"\nwrote {out}", file=sys.stderr)
+    return 0 if document["identical_values"]["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
