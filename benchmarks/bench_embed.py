@@ -173,9 +173,9 @@ def load_average() -> list[float] | None:
         return None
 
 
-def versions() -> dict[str, str | None]:
+def versions(packages: tuple[str, ...] = VERSION_PACKAGES) -> dict[str, str | None]:
     found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in VERSION_PACKAGES:
+    for name in packages:
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

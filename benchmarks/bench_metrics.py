@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -38,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_embed import load_average, machine_info, positive_int, versions
 from evalfast.atomic import write_text
 from evalfast.metrics import METRICS, compute, judge, summarize
 from evalfast.qrels import Qrels, pair_keys
@@ -51,16 +49,6 @@ VERSION_PACKAGES = ("numpy", "pytrec-eval-terrier", "evalfast")
 SHARED = {"P_10": "precision@10", "recall_100": "recall@100", "ndcg_cut_10": "ndcg@10", "map_cut_100": "map@100",
           "recip_rank": None}
 TREC_MEASURES = {"P.10", "recall.100", "ndcg_cut.10", "map_cut.100", "recip_rank"}
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -138,41 +126,6 @@ def to_dicts(run: np.ndarray, qrels: Qrels) -> tuple[dict, dict]:
 
 # ---------------------------------------------------------------------------------------------- machine
 
-def machine_info() -> dict:
-    info = {"platform": platform.platform(), "cpu_model": None, "logical_cpus": os.cpu_count(),
-            "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "memory_gib": None}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
-                break
-    except OSError:
-        pass
-    return info
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in VERSION_PACKAGES:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 # ---------------------------------------------------------------------------------------------- report
 
 def summary(values: list[float]) -> dict:
@@ -200,7 +153,7 @@ def markdown(doc: dict) -> str:
         f"| (pytrec_eval: building its two dicts from the arrays, once) | | {pt['dict_build_seconds']:.3f} | |",
         f"| (evalfast: building Qrels from the arrays, once) | | {ef['qrels_build_seconds']:.3f} | |",
         "",
-        f"evalfast stages, median over the rounds: "
+        "evalfast stages, median over the rounds: "
         + ", ".join(f"{stage} {value:.3f} s" for stage, value in ef["stage_seconds_median"].items()),
         "",
         f"Per-round ratio pytrec_eval / evalfast: median **{ratio['median']:.1f}x** "
@@ -286,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_seconds": round((finished - started).total_seconds(), 1),
         "command": command_line,
         "machine": machine_info() | {"load_average_before": load_before, "load_average_after": load_after},
-        "versions": versions(),
+        "versions": versions(VERSION_PACKAGES),
         "data": {"queries": args.queries, "depth": args.depth, "corpus": args.corpus, "seed": args.seed,
                  "judgments": int(qrels.query.size), "queries_with_relevant": n_evaluated,
                  "mean_precision_at_10_all_queries": float(per_query["precision@10"].mean()),
