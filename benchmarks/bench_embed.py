@@ -183,6 +183,20 @@ def versions(packages: tuple[str, ...] = VERSION_PACKAGES) -> dict[str, str | No
     return found
 
 
+def report_header(benchmark: str, started: dt.datetime, command_line: str, load_before, load_after,
+                  packages: tuple[str, ...] = VERSION_PACKAGES) -> dict:
+    """The fields every benchmark's JSON starts with: what ran, when, for how long, where, with which versions."""
+    finished = dt.datetime.now(dt.timezone.utc)
+    return {
+        "benchmark": benchmark,
+        "date": started.isoformat(timespec="seconds"),
+        "duration_seconds": round((finished - started).total_seconds(), 1),
+        "command": command_line,
+        "machine": machine_info() | {"load_average_before": load_before, "load_average_after": load_after},
+        "versions": versions(packages),
+    }
+
+
 # ---------------------------------------------------------------------------------------------- peers
 
 def ensure_export(folder: Path) -> bool:
@@ -354,14 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         print("running `python -m evalfast embed --no-cache` once ...", file=sys.stderr)
         cli = run_cli(args.export, texts, ef_result.vectors)
 
-    finished = dt.datetime.now(dt.timezone.utc)
     document = {
-        "benchmark": "embed",
-        "date": started.isoformat(timespec="seconds"),
-        "duration_seconds": round((finished - started).total_seconds(), 1),
-        "command": command_line,
-        "machine": machine_info() | {"load_average_before": load_before, "load_average_after": load_after},
-        "versions": versions(),
+        **report_header("embed", started, command_line, load_before, load_after),
         "model": MODEL_NAME,
         "export": {"folder": str(args.export), "created_now": created, "sha256": encoder.manifest.sha256,
                    "max_seq_length": encoder.manifest.max_seq_length},

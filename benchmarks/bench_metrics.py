@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_embed import load_average, machine_info, positive_int, versions
+from bench_embed import load_average, positive_int, report_header
 from evalfast.atomic import write_text
 from evalfast.metrics import METRICS, compute, judge, summarize
 from evalfast.qrels import Qrels, pair_keys
@@ -232,14 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         max_diff[trec_name] = float(np.abs(theirs - per_query[our_name]).max())
     ratios = [p / e for p, e in zip(seconds["pytrec_eval"], seconds["evalfast"])]
 
-    finished = dt.datetime.now(dt.timezone.utc)
     document = {
-        "benchmark": "metrics",
-        "date": started.isoformat(timespec="seconds"),
-        "duration_seconds": round((finished - started).total_seconds(), 1),
-        "command": command_line,
-        "machine": machine_info() | {"load_average_before": load_before, "load_average_after": load_after},
-        "versions": versions(VERSION_PACKAGES),
+        **report_header("metrics", started, command_line, load_before, load_after, VERSION_PACKAGES),
         "data": {"queries": args.queries, "depth": args.depth, "corpus": args.corpus, "seed": args.seed,
                  "judgments": int(qrels.query.size), "queries_with_relevant": n_evaluated,
                  "mean_precision_at_10_all_queries": float(per_query["precision@10"].mean()),
