@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queries", type=positive_int, default=10_000, help="queries (default: 10000)")
     parser.add_argument("--dim", type=positive_int, default=384, help="dimensions (default: 384)")
     parser.add_argument("--k", type=positive_int, default=100, help="hits per query (default: 100)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where evalfast finds its candidates (default: cpu; cuda needs onnxruntime-gpu)")
     parser.add_argument("--block", type=positive_int, default=None,
                         help="evalfast.index.DOC_BLOCK, corpus rows per FAISS call (default: evalfast's)")
     parser.add_argument("--gemm-tile", type=positive_int, default=8192,
@@ -143,7 +145,7 @@ def run_worker(args: argparse.Namespace) -> dict:
             evalfast.index.DOC_BLOCK = args.block
         result["doc_block"] = getattr(evalfast.index, "DOC_BLOCK", None)  # None: a version that did not block
         started = time.perf_counter()
-        run = evalfast.index.search(corpus, queries, args.k, np.arange(len(corpus)))
+        run = evalfast.index.search(corpus, queries, args.k, np.arange(len(corpus)), args.device)
         result["seconds"] = time.perf_counter() - started
         scores, ids = run.scores, run.doc_ids
     elif args.worker == "faiss":
@@ -173,7 +175,8 @@ def run_worker(args: argparse.Namespace) -> dict:
 def run_peer(args: argparse.Namespace, peer: str, data: Path) -> dict:
     """Run ``peer`` in a fresh subprocess of this script; its JSON result."""
     command = [sys.executable, __file__, "--worker", peer, "--data", str(data), "--k", str(args.k),
-               "--gemm-tile", str(args.gemm_tile), *(["--block", str(args.block)] if args.block else [])]
+               "--gemm-tile", str(args.gemm_tile), "--device", args.device,
+               *(["--block", str(args.block)] if args.block else [])]
     print(f"  {peer} ...", file=sys.stderr, flush=True)
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -293,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_utc": started.isoformat(timespec="seconds"),
         "command": command_line,
         "size": {"docs": args.docs, "queries": args.queries, "dim": args.dim, "k": args.k, "seed": args.seed},
+        "evalfast_device": args.device,
         "gflop": flops / 1e9,
         "corpus_bytes": args.docs * args.dim * 4,
         "generate_seconds": generate_seconds,

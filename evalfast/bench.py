@@ -40,6 +40,7 @@ class Contender:
     name: str
     device: str
     encode: Callable[[list[str]], np.ndarray]  # texts -> float32 (n, dim) unit vectors
+    on_torch: bool = False  # its GPU memory is torch's, and so measurable
 
 
 @dataclass
@@ -74,20 +75,20 @@ def _st_contenders(source: str, device: str) -> list[Contender]:
     def fp32(texts):
         return model.encode(texts, batch_size=ST_BATCH, convert_to_numpy=True)
 
-    contenders = [Contender(REFERENCE, device, fp32)]
+    contenders = [Contender(REFERENCE, device, fp32, on_torch=True)]
     if device == "cpu":
         def bf16(texts):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return fp32(texts).astype(np.float32)
 
         onnx_model = SentenceTransformer(source, device="cpu", backend="onnx")
-        contenders += [Contender("sentence-transformers bf16 autocast", device, bf16),
+        contenders += [Contender("sentence-transformers bf16 autocast", device, bf16, on_torch=True),
                        Contender("sentence-transformers onnx backend", device,
                                  lambda texts: onnx_model.encode(texts, batch_size=ST_BATCH, convert_to_numpy=True))]
     else:
         half = SentenceTransformer(source, device=device).half()
         contenders.append(Contender("sentence-transformers fp16", device, lambda texts: half.encode(
-            texts, batch_size=ST_BATCH, convert_to_numpy=True).astype(np.float32)))
+            texts, batch_size=ST_BATCH, convert_to_numpy=True).astype(np.float32), on_torch=True))
     return contenders
 
 
@@ -107,12 +108,12 @@ def _peak_rss_mb() -> float:
 
 
 @contextlib.contextmanager
-def _gpu_peak(row: Row):
-    """Record torch's peak CUDA allocation for the block (sentence-transformers peers; onnxruntime's own
-    arena is not visible to torch)."""
+def _gpu_peak(row: Row, on_torch: bool):
+    """Record torch's peak CUDA allocation for the block. Only torch-backed peers are measured: onnxruntime's
+    own arena is not visible to torch, and their rows say so with no figure."""
     try:
         import torch
-        tracked = row.device == "cuda" and torch.cuda.is_available()
+        tracked = on_torch and row.device == "cuda" and torch.cuda.is_available()
     except ImportError:
         tracked = False
     if tracked:
@@ -169,7 +170,7 @@ def run_bench(contenders: list[Contender], texts: list[str], golden: GoldenSet |
                 on_step(f"round {round_no + 1}/{repeats}: {contender.name} ({contender.device})")
             row = rows[contender.name + contender.device]
             _reset_peak_rss()
-            with _gpu_peak(row):
+            with _gpu_peak(row, contender.on_torch):
                 start = time.perf_counter()
                 contender.encode(texts)
                 row.seconds.append(time.perf_counter() - start)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -355,7 +356,7 @@ def bench_command(model, texts_path, golden, devices, precisions, against, n_tex
             bar.update()
         rows = summary_rows(run_bench(contenders, texts, golden_set, repeats, step), len(texts), n_tokens)
     now = datetime.now(timezone.utc)
-    document = {"schema_version": 1, "date": now.isoformat(timespec="seconds"), "command": " ".join(sys.argv),
+    document = {"schema_version": 1, "date": now.isoformat(timespec="seconds"), "command": shlex.join(["evalfast", *sys.argv[1:]]),
                 "machine": machine(), "model": str(folder), "n_texts": len(texts), "mean_tokens": n_tokens / len(texts),
                 "repeats": repeats, "golden": str(golden) if golden else None, "rows": rows}
     click.echo(text_table(*bench_table(rows)))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +32,39 @@ class EncoderConfig:
     precision: str = "fp32"  # see evalfast.precision.PRECISIONS
     token_budget: int = 2048  # padded tokens per batch (rows x longest row)
     max_batch: int = 64  # rows per batch, whatever the budget allows
-    chunk: int = 8192  # texts tokenised and sorted together (the next chunk is tokenised meanwhile)
+    chunk: int = 8192  # texts tokenised, sorted and packed together
     threads: int | None = None  # onnxruntime intra-op threads; None = one per CPU core
+    tokenizer_threads: int = 1  # chunks tokenised at once in this process, ahead of the model
+    tokenizer_processes: int = 0  # > 0: tokenise in this many worker processes instead (past the GIL)
+    runners: int = 1  # batches run at once: on a GPU one batch's host work overlaps another's kernels
 
     @classmethod
     def for_device(cls, device: str, precision: str = "fp32") -> EncoderConfig:
-        """Batching that suits the device: small batches keep a CPU's caches warm, a GPU wants large ones."""
+        """Batching that suits the device: small batches keep a CPU's caches warm, a GPU wants large ones
+        and more tokenising than one thread does."""
         if device == "cuda":
-            return cls(device, precision, token_budget=65536, max_batch=1024, chunk=32768)
+            return cls(device, precision, token_budget=65536, max_batch=1024, chunk=16384,
+                       tokenizer_processes=min(4, os.cpu_count() or 1), runners=2)
         return cls(device, precision)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Padded model inputs for some of a chunk's texts."""
+
+    rows: np.ndarray  # int64 (b,): positions of the texts within their chunk
+    input_ids: np.ndarray  # int64 (b, width), zero past each text's length
+    attention_mask: np.ndarray  # int64 (b, width)
+
+
+@dataclass(frozen=True)
+class TokenizedChunk:
+    """One chunk of texts, tokenised and packed into batches."""
+
+    start: int  # position of the chunk's first text in the input
+    batches: list[Batch]
+    n_tokens: int
+    n_truncated: int
 
 
 @dataclass(frozen=True)
@@ -49,6 +77,16 @@ class Encoded:
     seconds: float
 
 
+def require_cuda(ort) -> None:
+    """Check that onnxruntime ``ort`` can run on CUDA, and load CUDA and cuDNN from torch or the nvidia-* wheels
+    when they are not on the loader's path."""
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise EvalfastError("--device cuda: this onnxruntime has no CUDA provider; uninstall onnxruntime and "
+                            "`pip install evalfast[gpu]` on a machine with an NVIDIA GPU")
+    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu >= 1.21
+        ort.preload_dlls()
+
+
 def _session(model_path: Path, config: EncoderConfig):
     try:
         import onnxruntime as ort
@@ -58,12 +96,8 @@ def _session(model_path: Path, config: EncoderConfig):
         ) from err
     providers = ["CPUExecutionProvider"]
     if config.device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise EvalfastError(
-                "--device cuda: this onnxruntime has no CUDA provider; uninstall onnxruntime and "
-                "`pip install evalfast[gpu]` on a machine with an NVIDIA GPU"
-            )
-        providers.insert(0, "CUDAExecutionProvider")
+        require_cuda(ort)
+        providers.insert(0, ("CUDAExecutionProvider", {"use_tf32": "0"}))  # fp32 means fp32, not TF32 GEMMs
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = config.threads or os.cpu_count() or 1
@@ -93,6 +127,65 @@ def plan_batches(lengths: np.ndarray, token_budget: int, max_batch: int) -> list
     return batches
 
 
+def pack_batches(flat_ids: np.ndarray, lengths: np.ndarray, token_budget: int, max_batch: int) -> list[Batch]:
+    """Pack texts' token ids (``flat_ids`` int64, all texts' ids one after another; ``lengths`` int64 (n,)) into
+    padded batches planned by :func:`plan_batches`, gathering each batch with array indexing."""
+    starts = np.cumsum(lengths) - lengths
+    batches = []
+    for rows in plan_batches(lengths, token_budget, max_batch):
+        row_lengths = lengths[rows]
+        columns = np.arange(row_lengths.max())
+        mask = columns < row_lengths[:, None]
+        input_ids = np.zeros(mask.shape, np.int64)
+        input_ids[mask] = flat_ids[(starts[rows][:, None] + columns)[mask]]
+        batches.append(Batch(rows, input_ids, mask.astype(np.int64)))
+    return batches
+
+
+def chunk_bounds(n_texts: int, chunk: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) of consecutive chunks: the first ones small, doubling up to ``chunk``, so the model gets
+    its first batch while the bulk is still being tokenised."""
+    start, size = 0, max(1, chunk // 16)
+    while start < n_texts:
+        yield start, min(n_texts, start + size)
+        start, size = start + size, min(chunk, size * 2)
+
+
+def load_tokenizer(path: Path, max_length: int):
+    """The model's fast tokenizer with no padding and truncation at ``max_length`` tokens."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    return tokenizer
+
+
+def tokenize_flat(tokenizer, texts: Sequence[str], lower: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    """(all texts' token ids one after another, int64; ids per text, int64 (n,); texts truncated).
+
+    Texts are stripped (and lower-cased when ``lower``) first, as sentence-transformers does.
+    """
+    prepared = [str(t).strip().lower() if lower else str(t).strip() for t in texts]
+    encodings = tokenizer.encode_batch_fast(prepared)
+    token_ids = [e.ids for e in encodings]
+    lengths = np.fromiter(map(len, token_ids), np.int64, len(token_ids))
+    flat_ids = np.fromiter(chain.from_iterable(token_ids), np.int64, int(lengths.sum()))
+    return flat_ids, lengths, sum(1 for e in encodings if e.overflowing)
+
+
+_WORKER: dict = {}  # a tokenising worker process's tokenizer, set once by _start_worker
+
+
+def _start_worker(tokenizer_file: Path, max_length: int, lower: bool, rayon_threads: int) -> None:
+    os.environ["RAYON_NUM_THREADS"] = str(rayon_threads)  # the workers share the cores
+    _WORKER.update(tokenizer=load_tokenizer(tokenizer_file, max_length), lower=lower)
+
+
+def _tokenize_in_worker(texts: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    return tokenize_flat(_WORKER["tokenizer"], texts, _WORKER["lower"])
+
+
 class Encoder:
     """An exported model ready to embed text.
 
@@ -103,8 +196,6 @@ class Encoder:
     """
 
     def __init__(self, folder: str | Path, config: EncoderConfig = EncoderConfig()):
-        from tokenizers import Tokenizer
-
         self.folder = Path(folder)
         self.config = config
         self.manifest: Manifest = read_manifest(self.folder)
@@ -115,9 +206,8 @@ class Encoder:
         if not self.model_path.is_file():
             raise ModelError(f"{self.folder}: no {config.precision} variant ({self.model_path.name}); build it with "
                              "evalfast.precision.ensure_variant (the CLI does so on first use)")
-        self.tokenizer = Tokenizer.from_file(str(self.folder / TOKENIZER_FILE))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(self.manifest.max_seq_length)
+        self.tokenizer = load_tokenizer(self.folder / TOKENIZER_FILE, self.manifest.max_seq_length)
+        self._workers: ProcessPoolExecutor | None = None  # started on first use, kept for later calls
         self.session = _session(self.model_path, config)
         self.input_names = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
@@ -136,59 +226,80 @@ class Encoder:
         digest.update(f"{self.manifest.max_seq_length}:{self.manifest.do_lower_case}".encode())
         return digest.hexdigest()[:32]
 
-    def _prepare(self, texts: Sequence[str]) -> list[str]:
-        # sentence-transformers strips each text (and lower-cases it when the model says so)
-        stripped = [str(t).strip() for t in texts]
-        return [t.lower() for t in stripped] if self.manifest.do_lower_case else stripped
-
-    def _run_batch(self, encodings: list, lengths: np.ndarray) -> np.ndarray:
-        """Pad one batch (lengths int64 (b,)) into id and mask matrices and run the model: float32 (b, dim)."""
-        mask = np.arange(lengths.max()) < lengths[:, None]
-        ids = np.zeros(mask.shape, np.int64)
-        ids[mask] = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int64, int(lengths.sum()))
-        feeds = {"input_ids": ids, "attention_mask": mask.astype(np.int64), "token_type_ids": np.zeros_like(ids)}
-        (vectors,) = self.session.run([OUTPUT_NAME], {name: feeds[name] for name in self.input_names})
-        return vectors
-
-    def _tokenize(self, texts: Sequence[str]) -> tuple[list, np.ndarray, int]:
-        """Encodings, their lengths (int64 (n,)) and how many texts were truncated."""
-        encodings = self.tokenizer.encode_batch(self._prepare(texts))
-        lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
-        return encodings, lengths, sum(1 for e in encodings if e.overflowing)
+    def _tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, int]:
+        return tokenize_flat(self.tokenizer, texts, self.manifest.do_lower_case)
 
     def token_stats(self, texts: Sequence[str]) -> tuple[int, int]:
         """(tokens after truncation, texts truncated) for ``texts``, without running the model."""
         n_tokens = n_truncated = 0
-        for begin in range(0, len(texts), self.config.chunk):
-            _, lengths, truncated = self._tokenize(texts[begin : begin + self.config.chunk])
+        for start, stop in chunk_bounds(len(texts), self.config.chunk):
+            _, lengths, truncated = self._tokenize(texts[start:stop])
             n_tokens, n_truncated = n_tokens + int(lengths.sum()), n_truncated + truncated
         return n_tokens, n_truncated
 
-    def _tokenized_chunks(self, texts: Sequence[str], pool: ThreadPoolExecutor) -> Iterator[tuple]:
-        """Yield (start, encodings, lengths, n_truncated) per chunk, tokenising the next chunk meanwhile."""
-        size = self.config.chunk
-        starts = range(0, len(texts), size)
-        pending = pool.submit(self._tokenize, texts[:size])
-        for start, following in zip(starts, [*starts[1:], None]):
-            encodings, lengths, truncated = pending.result()
+    def _worker_pool(self) -> ProcessPoolExecutor:
+        """The tokenising worker processes (spawned, so they share nothing with onnxruntime's threads)."""
+        if self._workers is None:
+            processes = self.config.tokenizer_processes
+            self._workers = ProcessPoolExecutor(
+                processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                initargs=(self.folder / TOKENIZER_FILE, self.manifest.max_seq_length, self.manifest.do_lower_case,
+                          max(1, (os.cpu_count() or 1) // processes)))
+            weakref.finalize(self, self._workers.shutdown, wait=False, cancel_futures=True)
+        return self._workers
+
+    def _tokenized_chunks(self, texts: Sequence[str], pool) -> Iterator[TokenizedChunk]:
+        """Chunks in input order, packed into batches, with as many more being tokenised meanwhile as ``pool``
+        has workers (plus one queued)."""
+        if self.config.tokenizer_processes:
+            tokenize, ahead = _tokenize_in_worker, self.config.tokenizer_processes + 1
+        else:
+            tokenize, ahead = self._tokenize, self.config.tokenizer_threads + 1
+        bounds = chunk_bounds(len(texts), self.config.chunk)
+        pending = deque((start, pool.submit(tokenize, list(texts[start:stop]))) for start, stop in islice(bounds, ahead))
+        while pending:
+            start, future = pending.popleft()
+            following = next(bounds, None)
             if following is not None:
-                pending = pool.submit(self._tokenize, texts[following : following + size])
-            yield start, encodings, lengths, truncated
+                pending.append((following[0], pool.submit(tokenize, list(texts[following[0] : following[1]]))))
+            flat_ids, lengths, n_truncated = future.result()
+            batches = pack_batches(flat_ids, lengths, self.config.token_budget, self.config.max_batch)
+            yield TokenizedChunk(start, batches, int(lengths.sum()), n_truncated)
+
+    def _run_into(self, vectors: np.ndarray, start: int, batch: Batch) -> int:
+        """Run the model on one batch and write its vectors into ``vectors``; returns the batch's row count."""
+        feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        if "token_type_ids" in self.input_names:
+            feeds["token_type_ids"] = np.zeros_like(batch.input_ids)
+        (batch_vectors,) = self.session.run([OUTPUT_NAME], feeds)
+        vectors[start + batch.rows] = batch_vectors
+        return len(batch.rows)
 
     def encode(self, texts: Sequence[str], on_progress: Callable[[int], None] | None = None) -> Encoded:
-        """Embed ``texts`` in input order. ``on_progress(n)`` is called after each batch of n texts.
+        """Embed ``texts`` in input order. ``on_progress(n)`` is called as each batch of n texts finishes.
 
-        Texts are tokenised a chunk ahead on a worker thread (the tokenizer and onnxruntime both release
-        the GIL), so the model does not wait for tokenisation.
+        Chunks are tokenised ahead, on ``tokenizer_threads`` threads or ``tokenizer_processes`` worker processes,
+        and their batches run on ``runners`` threads (the tokenizer and onnxruntime release the GIL), so the
+        model does not wait for tokenisation and, on a GPU, one batch's host work overlaps another's kernels.
         """
         clock = time.perf_counter()
         vectors = np.empty((len(texts), self.manifest.dimension), np.float32)
         n_tokens = n_truncated = 0
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            for start, encodings, lengths, truncated in self._tokenized_chunks(texts, pool):
-                n_tokens, n_truncated = n_tokens + int(lengths.sum()), n_truncated + truncated
-                for batch in plan_batches(lengths, self.config.token_budget, self.config.max_batch):
-                    vectors[start + batch] = self._run_batch([encodings[row] for row in batch], lengths[batch])
-                    if on_progress:
-                        on_progress(len(batch))
+        tokenizing = (contextlib.nullcontext(self._worker_pool()) if self.config.tokenizer_processes
+                      else ThreadPoolExecutor(self.config.tokenizer_threads))
+        with tokenizing as tokenizing, ThreadPoolExecutor(self.config.runners) as running:
+            in_flight: list = []
+            for chunk in self._tokenized_chunks(texts, tokenizing):
+                n_tokens, n_truncated = n_tokens + chunk.n_tokens, n_truncated + chunk.n_truncated
+                previous, in_flight = in_flight, [running.submit(self._run_into, vectors, chunk.start, batch)
+                                                  for batch in chunk.batches]
+                _wait(previous, on_progress)
+            _wait(in_flight, on_progress)
         return Encoded(vectors, n_tokens, n_truncated, time.perf_counter() - clock)
+
+
+def _wait(futures: list, on_progress: Callable[[int], None] | None) -> None:
+    for future in futures:
+        done = future.result()
+        if on_progress:
+            on_progress(done)

@@ -86,13 +86,13 @@ def check_config(config: EvalConfig, golden: GoldenSet) -> None:
 
 
 def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.ndarray,
-                  config: EvalConfig = EvalConfig()) -> Scored:
-    """Search ``query_vectors`` (float32 (n_queries, dim)) against ``doc_vectors`` (float32 (n_docs, dim)) and
-    score the run on ``golden`` under ``config``."""
+                  config: EvalConfig = EvalConfig(), device: str = "cpu") -> Scored:
+    """Search ``query_vectors`` (float32 (n_queries, dim)) against ``doc_vectors`` (float32 (n_docs, dim)) on
+    ``device`` and score the run on ``golden`` under ``config``."""
     check_config(config, golden)
     start = time.perf_counter()
     depth = PAIRS_DEPTH if config.protocol == "pairs" else max(config.ks)
-    run = search(doc_vectors, query_vectors, depth, descending_name_rank(golden.doc_ids))
+    run = search(doc_vectors, query_vectors, depth, descending_name_rank(golden.doc_ids), device)
     searched = time.perf_counter()
 
     counts = {"queries": golden.n_queries, "documents": golden.n_docs}
@@ -130,7 +130,7 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
     docs = embed(encoder, golden.doc_texts, cache, on_progress)
     queries = embed(encoder, golden.query_texts, cache, on_progress)
     embed_seconds = time.perf_counter() - start
-    scored = score_vectors(golden, docs.vectors, queries.vectors, config)
+    scored = score_vectors(golden, docs.vectors, queries.vectors, config, encoder.config.device)
     return EvalResult(
         model=str(encoder.folder),
         model_sha256=encoder.manifest.sha256,

@@ -66,10 +66,15 @@ def tiny_export(tiny_model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_export(tmp_path_factory) -> Path:
+    """all-MiniLM-L6-v2 exported by this run, or a copy of the export named by $EVALFAST_TEST_MINILM_EXPORT
+    (for GPU machines without optimum, which cannot export)."""
     from evalfast.export import export_model
 
     folder = tmp_path_factory.mktemp("exports") / "all-MiniLM-L6-v2"
-    export_model("all-MiniLM-L6-v2", folder)
+    if os.environ.get("EVALFAST_TEST_MINILM_EXPORT"):
+        shutil.copytree(os.environ["EVALFAST_TEST_MINILM_EXPORT"], folder)
+    else:
+        export_model("all-MiniLM-L6-v2", folder)
     return folder
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from evalfast.encoder import Encoder, EncoderConfig, plan_batches
+from evalfast.encoder import Encoder, EncoderConfig, chunk_bounds, pack_batches, plan_batches
 from evalfast.export import one_minus_cos
 from conftest import TINY_MAX_SEQ_LENGTH
 
@@ -30,6 +30,22 @@ def test_plan_batches_covers_every_text_once_within_budget(budget, max_batch):
         assert len(batch) == 1 or len(batch) * lengths[batch].max() <= budget
 
 
+def test_pack_batches_pads_each_text_as_a_loop_would():
+    rng = np.random.default_rng(1)
+    token_ids = [rng.integers(1, 30000, size=n).tolist() for n in rng.integers(2, 40, size=57)]
+    flat_ids = np.array([i for ids in token_ids for i in ids], np.int64)
+    lengths = np.array([len(ids) for ids in token_ids], np.int64)
+    batches = pack_batches(flat_ids, lengths, token_budget=200, max_batch=8)
+    assert sorted(np.concatenate([b.rows for b in batches]).tolist()) == list(range(57))
+    for batch in batches:
+        width = max(len(token_ids[row]) for row in batch.rows)
+        assert batch.input_ids.shape == batch.attention_mask.shape == (len(batch.rows), width)
+        for ids, mask, row in zip(batch.input_ids, batch.attention_mask, batch.rows):
+            expected = token_ids[row] + [0] * (width - len(token_ids[row]))
+            assert ids.tolist() == expected
+            assert mask.tolist() == [1] * len(token_ids[row]) + [0] * (width - len(token_ids[row]))
+
+
 def test_tiny_export_matches_sentence_transformers(tiny_model, tiny_export):
     reference = SentenceTransformer(str(tiny_model), device="cpu").encode(TEXTS, convert_to_numpy=True)
     ours = Encoder(tiny_export).encode(TEXTS).vectors
@@ -50,6 +66,29 @@ def test_batching_never_changes_vectors_or_order(tiny_export, budget, max_batch)
     one_by_one = np.stack([Encoder(tiny_export).encode([t]).vectors[0] for t in TEXTS])
     batched = Encoder(tiny_export, EncoderConfig(token_budget=budget, max_batch=max_batch, chunk=4)).encode(TEXTS)
     np.testing.assert_allclose(batched.vectors, one_by_one, atol=1e-6)
+
+
+@pytest.mark.parametrize("n, chunk", [(0, 8), (1, 8), (100, 8), (100, 1), (5000, 1024)])
+def test_chunks_cover_the_input_in_order_growing_to_the_chunk_size(n, chunk):
+    bounds = list(chunk_bounds(n, chunk))
+    covered = [i for start, stop in bounds for i in range(start, stop)]
+    assert covered == list(range(n))
+    sizes = [stop - start for start, stop in bounds]
+    assert all(size <= chunk for size in sizes) and sizes == sorted(sizes[:-1]) + sizes[-1:]
+
+
+@pytest.mark.parametrize("config", [
+    EncoderConfig(chunk=7, max_batch=3, tokenizer_threads=3, runners=4),
+    EncoderConfig(chunk=16, max_batch=5, tokenizer_processes=2, runners=2),
+], ids=["threads", "processes"])
+def test_parallel_tokenising_and_running_keep_input_order(tiny_export, config):
+    texts = [f"{i} {TEXTS[i % len(TEXTS)]}" for i in range(200)]
+    serial = Encoder(tiny_export).encode(texts)
+    encoder = Encoder(tiny_export, config)
+    for _ in range(2):  # the worker processes are reused by a second call
+        parallel = encoder.encode(texts)
+        np.testing.assert_allclose(parallel.vectors, serial.vectors, atol=1e-6)
+        assert (parallel.n_tokens, parallel.n_truncated) == (serial.n_tokens, serial.n_truncated)
 
 
 def test_progress_reports_every_text(tiny_export):

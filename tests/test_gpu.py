@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conftest import DEMO_GOLDEN
@@ -9,6 +10,7 @@ from evalfast.encoder import Encoder, EncoderConfig
 from evalfast.evaluate import evaluate
 from evalfast.export import one_minus_cos
 from evalfast.golden import load_golden
+from evalfast.index import search
 from evalfast.precision import ensure_variant
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
@@ -27,10 +29,27 @@ def test_cuda_fp32_equals_cpu(minilm_export, demo):
 
 
 def test_cuda_fp16_is_close_and_ranks_the_same(minilm_export, demo):
+    """fp16 as `--device cuda --precision fp16` runs it: mean 1-cos <= 1e-3, and nDCG@10 within 0.002 of fp32's.
+
+    fp16 rounding depends on how texts are batched (padding width), and on the demo set a near-tie flips for one
+    query or so: measured on an H200, nDCG@10 moved by 0.0009 here and by 0.00003 in `evalfast bench`, whose
+    batches differ (benchmarks/RESULTS.md)."""
     ensure_variant(minilm_export, "fp16")
     texts = demo.doc_texts + demo.query_texts
     exact = Encoder(minilm_export).encode(texts).vectors
-    half = Encoder(minilm_export, EncoderConfig(device="cuda", precision="fp16"))
+    half = Encoder(minilm_export, EncoderConfig.for_device("cuda", "fp16"))
     assert one_minus_cos(exact, half.encode(texts).vectors).mean() <= 1e-3
     exact_ndcg = evaluate(Encoder(minilm_export), demo).metrics["ndcg@10"]
-    assert round(evaluate(half, demo).metrics["ndcg@10"], 3) == round(exact_ndcg, 3)
+    assert abs(evaluate(half, demo).metrics["ndcg@10"] - exact_ndcg) < 2e-3
+
+
+def test_cuda_search_gives_the_cpu_run():
+    rng = np.random.default_rng(0)
+    docs = rng.normal(size=(50_000, 384)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)
+    docs[25_000:25_100] = docs[:100]  # exact ties
+    queries = docs[rng.choice(50_000, 300)] + rng.normal(scale=0.05, size=(300, 384)).astype(np.float32)
+    tie_rank = np.arange(len(docs))
+    on_cpu, on_gpu = search(docs, queries, 100, tie_rank), search(docs, queries, 100, tie_rank, device="cuda")
+    np.testing.assert_array_equal(on_gpu.doc_ids, on_cpu.doc_ids)
+    np.testing.assert_array_equal(on_gpu.scores, on_cpu.scores)

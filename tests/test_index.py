@@ -130,3 +130,18 @@ def test_a_memmapped_corpus_is_never_copied_whole(monkeypatch, tmp_path):
         tracemalloc.stop()
     assert peak < docs.nbytes / 4
     np.testing.assert_array_equal(run.doc_ids[0], np.arange(39_999, 39_979, -1))  # names descending
+
+
+@pytest.mark.parametrize("block, scores_per_call", [(1000, 1 << 28), (7, 1 << 28), (16, 40)])
+def test_onnxruntime_top_k_gives_the_faiss_run(monkeypatch, block, scores_per_call):
+    """The GPU search graph, run here on onnxruntime's CPU provider: same runs as FAISS, blocked and in query
+    slices (40 scores per call: two queries at a time over a 16-document block)."""
+    docs, names, queries = corpus_with_ties(6)
+    tie_rank = descending_name_rank(names)
+    with_faiss = search(docs, queries, 10, tie_rank)
+    monkeypatch.setattr(evalfast.index, "DOC_BLOCK", block)
+    monkeypatch.setattr(evalfast.index, "GPU_SCORES", scores_per_call)
+    monkeypatch.setattr(evalfast.index, "_faiss_top", evalfast.index._OnnxTop("cpu"))
+    with_onnx = search(docs, queries, 10, tie_rank)
+    np.testing.assert_array_equal(with_onnx.doc_ids, with_faiss.doc_ids)
+    np.testing.assert_array_equal(with_onnx.scores, with_faiss.scores)
