@@ -13,6 +13,7 @@ import numpy as np
 
 from .atomic import atomic_path, write_text
 from .cache import EmbeddingCache, default_cache_dir
+from .cli_golden import golden
 from .compare import compare_results
 from .embeddings import embed
 from .encoder import DEVICES, Encoder, EncoderConfig
@@ -21,6 +22,7 @@ from .evaluate import DEFAULT_KS, PROTOCOLS, EvalConfig, EvalResult, evaluate
 from .export import default_export_dir, ensure_exported, export_model
 from .golden import load_golden, read_jsonl
 from .precision import PRECISIONS, check_precision, ensure_variant
+from .progress import progress_bar
 from .metrics import METRICS, compute, judge, summarize
 from .report import (bench_markdown, bench_table, comparison_json, comparison_markdown, dumps, format_comparison,
                      format_result, metric_grid, result_json, result_markdown, text_table)
@@ -89,13 +91,6 @@ def golden_options(command):
     ]):
         command = option(command)
     return command
-
-
-def progress_bar(total: int, desc: str):
-    """A tqdm bar on stderr, shown only when stderr is a terminal."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="text", disable=not sys.stderr.isatty(), leave=False)
 
 
 def open_encoder(model: str, device: str, precision: str, cache_dir: Path | None, no_cache: bool
@@ -363,6 +358,9 @@ def bench_command(model, texts_path, golden, devices, precisions, against, n_tex
     stem = output_dir / f"bench-{now:%Y%m%d-%H%M%S}"
     write_reports(stem.with_suffix(".json"), stem.with_suffix(".md"), document, bench_markdown(document))
     click.echo(f"\nwrote {stem}.json and {stem}.md")
+
+
+cli.add_command(golden)
 
 
 def main() -> None:

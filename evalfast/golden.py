@@ -193,14 +193,16 @@ def _load_beir(folder: Path, split: str) -> GoldenSet:
     doc_ids, doc_texts = _beir_records(corpus_path, with_title=True)
     if not doc_ids:
         raise GoldenSetError(f"{corpus_path}: the corpus is empty; add at least one document")
-    query_ids, query_texts = _beir_records(queries_path, with_title=False)
+    query_ids, query_texts = _beir_records(queries_path, with_title=False, split=split)
     if not query_ids:
-        raise GoldenSetError(f"{queries_path}: no queries; add at least one")
+        raise GoldenSetError(f"{queries_path}: no queries (in split {split!r}); add at least one")
     qrels = _read_beir_qrels(qrels_path, query_ids, doc_ids)
     return GoldenSet(folder, query_ids, query_texts, doc_ids, doc_texts, qrels)
 
 
-def _beir_records(path: Path, with_title: bool) -> tuple[list[str], list[str]]:
+def _beir_records(path: Path, with_title: bool, split: str | None = None) -> tuple[list[str], list[str]]:
+    """Ids and texts (title + text for documents). Records with a "split" field other than ``split`` (as
+    evalfast's generators write) are left out."""
     ids: list[str] = []
     texts: list[str] = []
     seen: dict[str, int] = {}
@@ -211,6 +213,8 @@ def _beir_records(path: Path, with_title: bool) -> tuple[list[str], list[str]]:
                 f"{path} line {line_no}: duplicate _id {record_id!r} (first on line {seen[record_id]}); ids must be unique"
             )
         seen[record_id] = line_no
+        if split is not None and record.get("split", split) != split:
+            continue
         title = str(record.get("title") or "").strip() if with_title else ""
         body = str(record.get("text") or "").strip()
         ids.append(record_id)
