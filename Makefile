@@ -22,7 +22,7 @@ $(MODEL)/evalfast.json: | $(STAMP)
 	$(BIN)/evalfast export all-MiniLM-L6-v2 -o $(MODEL) --overwrite
 
 demo: $(STAMP) $(MODEL)/evalfast.json
-	$(BIN)/evalfast eval --model $(MODEL) --golden data/golden/demo --markdown reports/demo.md --json reports/demo.json
+	$(BIN)/evalfast eval --model $(MODEL) --golden data/golden/handwritten --markdown reports/demo.md --json reports/demo.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -5,7 +5,7 @@ Both peers embed the same texts with all-MiniLM-L6-v2 in one process, warmed up 
 that means something on a shared machine is the evalfast/ST ratio computed within each round; the absolute
 sentences/s move with whatever else the machine is doing.
 
-    python benchmarks/bench_embed.py                     # demo golden set cycled to 2000 texts, 5 rounds
+    python benchmarks/bench_embed.py                     # the hand-written golden set cycled to 2000 texts, 5 rounds
     python benchmarks/bench_embed.py --texts my.txt --repeats 3
 
 Peers:
@@ -49,7 +49,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "data" / "golden" / "demo"
+GOLDEN = ROOT / "data" / "golden" / "handwritten"
 DEFAULT_EXPORT = Path("export/all-MiniLM-L6-v2")
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"evalfast.export.export_model if missing (default: {DEFAULT_EXPORT})")
     parser.add_argument("--texts", type=Path, default=None,
                         help="text file, one text per line (default: corpus title+text and queries of "
-                             "data/golden/demo, cycled to --n and made distinct)")
+                             "data/golden/handwritten, cycled to --n and made distinct)")
     parser.add_argument("--n", type=positive_int, default=None,
                         help="number of texts (default: 2000; with --texts, the file's line count). "
                              "Fewer texts than the pool takes the first N; more cycles it")
@@ -111,12 +111,12 @@ def one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip()) or str(text).strip()
 
 
-def demo_pool() -> list[str]:
-    """Corpus ``title + " " + text`` then query ``text`` of data/golden/demo, distinct, in file order."""
+def golden_pool() -> list[str]:
+    """Corpus ``title + " " + text`` then query ``text`` of data/golden/handwritten, distinct, in file order."""
     pool = []
     for name, make in (("corpus.jsonl", lambda r: f"{r.get('title', '')} {r.get('text', '')}"),
                        ("queries.jsonl", lambda r: r.get("text", ""))):
-        with (DEMO / name).open(encoding="utf-8") as handle:
+        with (GOLDEN / name).open(encoding="utf-8") as handle:
             for line in handle:
                 if line.strip():
                     text = one_line(make(json.loads(line)))
@@ -305,9 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     from evalfast.export import BUNDLED_MODELS, one_minus_cos
 
     if args.texts is None:
-        pool = demo_pool()
+        pool = golden_pool()
         texts = cycle_distinct(pool, args.n or 2000)
-        source = {"kind": "demo", "path": str(DEMO.relative_to(ROOT)), "pool_size": len(pool),
+        source = {"kind": "golden", "path": str(GOLDEN.relative_to(ROOT)), "pool_size": len(pool),
                   "note": "corpus title+' '+text and queries, distinct, cycled; copies after the first end in ' #k'"}
     else:
         texts = file_texts(args.texts, args.n)

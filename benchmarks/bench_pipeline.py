@@ -4,7 +4,7 @@ whole pipeline under several thread settings.
     python benchmarks/bench_pipeline.py --device cuda --precision fp16 --n 200000
     python benchmarks/bench_pipeline.py --device cpu --n 4000 --threads 1 --processes 0 --runners 1
 
-Stages, each on the same texts (the demo golden set's corpus and queries, cycled to ``--n`` distinct texts):
+Stages, each on the same texts (the hand-written golden set's corpus and queries, cycled to ``--n`` distinct texts):
   * tokenise: ``Encoder._tokenized_chunks``, texts to padded, length-sorted batches with no model, for each
     tokenising setting: ``--threads`` threads in this process, or ``--processes`` worker processes;
   * model: ``session.run`` on those ready-made batches, one after another: the ceiling for the pipeline;
@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from bench_embed import (DEFAULT_EXPORT, RESULTS_DIR, cycle_distinct, demo_pool, load_average, positive_int,
+from bench_embed import (DEFAULT_EXPORT, RESULTS_DIR, cycle_distinct, golden_pool, load_average, positive_int,
                          report_header)
 
 from evalfast.atomic import write_text
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_variant(args.export, args.precision)
     base = replace(EncoderConfig.for_device(args.device, args.precision), tokenizer_threads=1,
                    tokenizer_processes=0, runners=1)
-    texts = cycle_distinct(demo_pool(), args.n)
+    texts = cycle_distinct(golden_pool(), args.n)
     encoder = Encoder(args.export, base)
     chunks = tokenise_all(encoder, texts)
     n_tokens = sum(chunk.n_tokens for chunk in chunks)

@@ -27,7 +27,7 @@ step() {
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv >"$logs/gpu.txt" 2>&1
 cat "$logs/gpu.txt"
-step bench 240 python3 -m evalfast bench -m "$export_dir" --golden data/golden/demo --device cuda \
+step bench 240 python3 -m evalfast bench -m "$export_dir" --golden data/golden/handwritten --device cuda \
     --precision fp32,fp16 --n 50000 --repeats 3 --output-dir "$logs"
 step pipeline 200 python3 benchmarks/bench_pipeline.py --export "$export_dir" --device cuda --precision fp16 \
     --n 200000 --repeats 2 --threads 1 --processes 2,4,8 --runners 1,2 --json "$logs/pipeline.json"

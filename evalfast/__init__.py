@@ -3,7 +3,7 @@
 Example::
 
     from evalfast import Encoder, evaluate, load_golden
-    result = evaluate(Encoder("export/all-MiniLM-L6-v2"), load_golden("data/golden/demo"))
+    result = evaluate(Encoder("export/all-MiniLM-L6-v2"), load_golden("data/golden/handwritten"))
     print(result.metrics["ndcg@10"])
 """
 

@@ -123,7 +123,7 @@ def cli():
     Export a model to ONNX, embed a golden set with onnxruntime, search it with
     FAISS and score it with trec_eval-exact metrics:
       evalfast export all-MiniLM-L6-v2
-      evalfast eval --model export/all-MiniLM-L6-v2 --golden data/golden/demo
+      evalfast eval --model export/all-MiniLM-L6-v2 --golden data/golden/handwritten
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -226,7 +226,7 @@ def eval_command(model, device, precision, cache_dir, no_cache, golden, split, p
 
     \b
     Examples:
-      evalfast eval --model all-MiniLM-L6-v2 --golden data/golden/demo
+      evalfast eval --model all-MiniLM-L6-v2 --golden data/golden/handwritten
       evalfast eval -m export/all-MiniLM-L6-v2 -g seed.csv --protocol pairs --json out.json
     """
     result = run_eval(model, golden, split, EvalConfig(protocol, ks, tuple(METRICS), seed), device, precision,
@@ -254,7 +254,7 @@ def compare_command(models, device, precision, cache_dir, no_cache, golden, spli
 
     \b
     Example:
-      evalfast compare -m all-MiniLM-L6-v2 -m export/finetuned -g data/golden/demo --markdown cmp.md
+      evalfast compare -m all-MiniLM-L6-v2 -m export/finetuned -g data/golden/handwritten --markdown cmp.md
     """
     if len(models) != 2:
         raise EvalfastError(f"compare takes exactly two --model options (A, then B); got {len(models)}")
@@ -330,7 +330,7 @@ def bench_command(model, texts_path, golden, devices, precisions, against, n_tex
 
     \b
     Examples:
-      evalfast bench -m all-MiniLM-L6-v2 --golden data/golden/demo
+      evalfast bench -m all-MiniLM-L6-v2 --golden data/golden/handwritten
       evalfast bench -m export/all-MiniLM-L6-v2 --texts queries.txt --device cuda --precision fp32,fp16
     """
     from datetime import datetime, timezone

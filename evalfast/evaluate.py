@@ -122,7 +122,7 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
 
     Example::
 
-        result = evaluate(Encoder("export/all-MiniLM-L6-v2"), load_golden("data/golden/demo"))
+        result = evaluate(Encoder("export/all-MiniLM-L6-v2"), load_golden("data/golden/handwritten"))
         print(result.metrics["ndcg@10"])
     """
     check_config(config, golden)

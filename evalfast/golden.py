@@ -57,7 +57,7 @@ def load_golden(path: str | Path, split: str = "test") -> GoldenSet:
 
     Example::
 
-        golden = load_golden("data/golden/demo")
+        golden = load_golden("data/golden/handwritten")
         print(golden.n_queries, golden.n_docs)
     """
     path = Path(path)

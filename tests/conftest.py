@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_GOLDEN = REPO / "data" / "golden" / "demo"
+HANDWRITTEN = REPO / "data" / "golden" / "handwritten"
 SEED_CSV = REPO.parent / "shared" / "seed" / "prompt_evaluation_dataset.csv"
 TINY_MAX_SEQ_LENGTH = 24
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")

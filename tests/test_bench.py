@@ -8,14 +8,14 @@ import statistics
 import pytest
 from click.testing import CliRunner
 
-from conftest import DEMO_GOLDEN
+from conftest import HANDWRITTEN
 from evalfast.cli import cli
 
 
 @pytest.fixture(scope="module")
 def bench_report(tiny_export, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    result = CliRunner().invoke(cli, ["bench", "--model", str(tiny_export), "--golden", str(DEMO_GOLDEN), "--n", "40",
+    result = CliRunner().invoke(cli, ["bench", "--model", str(tiny_export), "--golden", str(HANDWRITTEN), "--n", "40",
                                       "--repeats", "2", "--output-dir", str(out)])
     assert result.exit_code == 0, result.output
     (report,) = out.glob("bench-*.json")
@@ -47,8 +47,8 @@ def test_ratios_and_accuracy_are_against_sentence_transformers_fp32(bench_report
 
 @pytest.mark.parametrize("args, message", [
     (["--n", "5"], "exactly one of --texts"),
-    (["--golden", str(DEMO_GOLDEN), "--precision", "fp16"], "none runs on cpu"),
-    (["--golden", str(DEMO_GOLDEN), "--device", "gpu"], "Invalid value for '--device'"),
+    (["--golden", str(HANDWRITTEN), "--precision", "fp16"], "none runs on cpu"),
+    (["--golden", str(HANDWRITTEN), "--device", "gpu"], "Invalid value for '--device'"),
 ])
 def test_bad_bench_options_exit_2(tiny_export, tmp_path, args, message):
     result = CliRunner().invoke(cli, ["bench", "--model", str(tiny_export), "--output-dir", str(tmp_path), *args])

@@ -16,7 +16,7 @@ import pytest
 import pytrec_eval
 from click.testing import CliRunner, Result
 
-from conftest import DEMO_GOLDEN, write_file
+from conftest import HANDWRITTEN, write_file
 from evalfast.cli import cli
 
 DIMENSION = 32  # the tiny model's hidden size
@@ -91,7 +91,7 @@ def demo_runs(tiny_export: Path, tmp_path_factory) -> dict:
     runs: dict = {"cache": cache, "markdown": folder / "first.md"}
     for name, extra in [("first", ["--markdown", runs["markdown"]]), ("cached", []), ("no_cache", ["--no-cache"])]:
         json_path = folder / f"{name}.json"
-        result = invoke("eval", "--model", tiny_export, "--golden", DEMO_GOLDEN, "--cache-dir", cache,
+        result = invoke("eval", "--model", tiny_export, "--golden", HANDWRITTEN, "--cache-dir", cache,
                         "--json", json_path, *extra)
         runs[name] = (result, json.loads(json_path.read_text()) if json_path.is_file() else None)
         runs[f"shards_after_{name}"] = shard_count(cache)
@@ -109,17 +109,19 @@ def test_eval_demo_json_report(demo_runs: dict) -> None:
         assert 0.0 <= report["metrics"][key] <= 1.0, key
     # hit_rate@k counts a query once, precision@1 = hit_rate@1, and everything is monotone in k.
     assert report["metrics"]["precision@1"] == pytest.approx(report["metrics"]["hit_rate@1"])
-    assert report["metrics"]["recall@100"] == pytest.approx(1.0)  # depth 100 > 80 documents: all found
+    for metric in ("hit_rate", "recall"):
+        values = [report["metrics"][f"{metric}@{k}"] for k in (1, 3, 5, 10, 100)]
+        assert values == sorted(values), metric
     counts = report["counts"]
-    assert (counts["queries"], counts["documents"], counts["queries_skipped_no_relevant"]) == (160, 80, 10)
-    assert counts["queries_evaluated"] == 150 and counts["similarity_pairs"] == 414
+    assert (counts["queries"], counts["documents"], counts["queries_skipped_no_relevant"]) == (340, 320, 24)
+    assert counts["queries_evaluated"] == 316 and counts["similarity_pairs"] == 1859
     assert {"embed_seconds", "search_seconds", "metrics_seconds"} <= set(report["timings"])
     assert report["embedding"]["encoded"] > 0 and report["embedding"]["cached"] == 0
 
 
 def test_eval_demo_terminal_and_markdown(demo_runs: dict) -> None:
     result, _ = demo_runs["first"]
-    assert "160 queries, 80 documents" in result.output and "10 skipped" in result.output
+    assert "340 queries, 320 documents" in result.output and "24 skipped" in result.output
     assert "not RAGAS" in result.output
     markdown = demo_runs["markdown"].read_text()
     assert markdown.startswith("# evalfast evaluation") and "not RAGAS" in markdown
@@ -130,7 +132,7 @@ def test_eval_second_run_is_served_from_the_cache(demo_runs: dict) -> None:
     (_, first), (result, cached) = demo_runs["first"], demo_runs["cached"]
     ok(result)
     assert demo_runs["shards_after_first"] > 0  # the cache lives under --cache-dir
-    # 80 documents + 160 queries, all distinct: every one of them comes back from the cache.
+    # 320 documents + 340 queries, all distinct: every one of them comes back from the cache.
     assert cached["embedding"]["encoded"] == 0
     assert cached["embedding"]["cached"] == first["embedding"]["encoded"] > 0
     assert demo_runs["shards_after_cached"] == demo_runs["shards_after_first"]  # nothing new was written
@@ -149,7 +151,7 @@ def test_eval_no_cache_recomputes_the_same_metrics(demo_runs: dict) -> None:
 @pytest.mark.parametrize("ks", ["1,5", "5,1", "5, 1,5"])
 def test_eval_cutoffs(tiny_export: Path, tmp_path: Path, ks: str) -> None:
     json_path = tmp_path / "out.json"
-    ok(invoke("eval", "-m", tiny_export, "-g", DEMO_GOLDEN, "--cache-dir", tmp_path / "cache", "--k", ks,
+    ok(invoke("eval", "-m", tiny_export, "-g", HANDWRITTEN, "--cache-dir", tmp_path / "cache", "--k", ks,
               "--json", json_path))
     metrics = json.loads(json_path.read_text())["metrics"]
     assert set(metrics) == {f"{m}@{k}" for m in RANKING for k in (1, 5)} | {"r_precision"} | SIMILARITY_KEYS
@@ -188,7 +190,7 @@ def test_eval_pairs_protocol(tiny_export: Path, tmp_path: Path) -> None:
 
 
 def test_eval_pairs_protocol_needs_a_pairs_file(tiny_export: Path, tmp_path: Path) -> None:
-    result = invoke("eval", "-m", tiny_export, "-g", DEMO_GOLDEN, "--protocol", "pairs", "--cache-dir", tmp_path)
+    result = invoke("eval", "-m", tiny_export, "-g", HANDWRITTEN, "--protocol", "pairs", "--cache-dir", tmp_path)
     assert_user_error(result, "pairs protocol", "--protocol qrels")
 
 
@@ -255,7 +257,7 @@ def test_embed_bad_input_writes_nothing(tiny_export: Path, tmp_path: Path, name:
 
 def test_compare_a_model_with_itself(tiny_export: Path, tmp_path: Path) -> None:
     json_path = tmp_path / "cmp.json"
-    result = ok(invoke("compare", "-m", tiny_export, "-m", tiny_export, "-g", DEMO_GOLDEN, "--k", "1,5",
+    result = ok(invoke("compare", "-m", tiny_export, "-m", tiny_export, "-g", HANDWRITTEN, "--k", "1,5",
                        "--cache-dir", tmp_path / "cache", "--json", json_path))
     lines = result.output.splitlines()
     assert lines[0].split() == ["Metric", "A", "B", "Absolute", "Relative", "Better"]  # same names -> A and B
@@ -270,7 +272,7 @@ def test_compare_a_model_with_itself(tiny_export: Path, tmp_path: Path) -> None:
 
 
 def test_compare_needs_two_models(tiny_export: Path, tmp_path: Path) -> None:
-    result = invoke("compare", "-m", tiny_export, "-g", DEMO_GOLDEN, "--cache-dir", tmp_path)
+    result = invoke("compare", "-m", tiny_export, "-g", HANDWRITTEN, "--cache-dir", tmp_path)
     assert_user_error(result, "exactly two --model", "got 1")
 
 
@@ -417,7 +419,7 @@ def test_export_into_existing_folder_leaves_it_alone(tiny_export: Path, tmp_path
 def test_bad_cutoffs_are_usage_errors(tmp_path: Path, command: str, ks: str) -> None:
     # click reports its own usage errors (exit 2, "Invalid value for '--k'") before anything runs.
     if command == "eval":
-        args = eval_args(tmp_path / "model", DEMO_GOLDEN) + ["--cache-dir", tmp_path]
+        args = eval_args(tmp_path / "model", HANDWRITTEN) + ["--cache-dir", tmp_path]
     else:
         args = ["metrics", "--qrels", tmp_path / "q.txt", "--run", tmp_path / "r.txt"]
     result = invoke(*args, f"--k={ks}")

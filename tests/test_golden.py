@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DEMO_GOLDEN, SEED_CSV, write_file
+from conftest import HANDWRITTEN, SEED_CSV, write_file
 from evalfast.errors import EvalfastError, GoldenSetError
 from evalfast.golden import GoldenSet, load_golden
 
@@ -159,11 +159,11 @@ def test_beir_split_selects_the_qrels_file(tmp_path: Path) -> None:
 
 
 def test_bundled_demo_loads() -> None:
-    golden = load_golden(DEMO_GOLDEN)
-    assert (golden.n_queries, golden.n_docs, len(golden.qrels.query)) == (160, 80, 414)
+    golden = load_golden(HANDWRITTEN)
+    assert (golden.n_queries, golden.n_docs, len(golden.qrels.query)) == (340, 320, 1859)
     assert golden.query_ids[0] == "q001" and golden.doc_ids[0] == "p001"
     assert golden.doc_texts[0].startswith("The Borrowed Spell An apprentice borrows")  # title + " " + text
-    assert int((golden.qrels.relevant_counts() == 0).sum()) == 10  # queries the eval leaves out
+    assert int((golden.qrels.relevant_counts() == 0).sum()) == 24  # off-topic queries the eval leaves out
 
 
 # --- bad input -----------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import DEMO_GOLDEN
+from conftest import HANDWRITTEN
 from evalfast.encoder import Encoder, EncoderConfig
 from evalfast.evaluate import evaluate
 from evalfast.export import one_minus_cos
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def demo():
-    return load_golden(DEMO_GOLDEN)
+    return load_golden(HANDWRITTEN)
 
 
 def test_cuda_fp32_equals_cpu(minilm_export, demo):
@@ -31,7 +31,7 @@ def test_cuda_fp32_equals_cpu(minilm_export, demo):
 def test_cuda_fp16_is_close_and_ranks_the_same(minilm_export, demo):
     """fp16 as `--device cuda --precision fp16` runs it: mean 1-cos <= 1e-3, and nDCG@10 within 0.002 of fp32's.
 
-    fp16 rounding depends on how texts are batched (padding width), and on the demo set a near-tie flips for one
+    fp16 rounding depends on how texts are batched (padding width), and on the 160-query set of that run a near-tie flips for one
     query or so: measured on an H200, nDCG@10 moved by 0.0009 here and by 0.00003 in `evalfast bench`, whose
     batches differ (benchmarks/RESULTS.md)."""
     ensure_variant(minilm_export, "fp16")

@@ -7,7 +7,7 @@ import pytest
 import pytrec_eval
 from click.testing import CliRunner
 
-from conftest import DEMO_GOLDEN, SEED_CSV
+from conftest import HANDWRITTEN, SEED_CSV
 from evalfast.cli import cli
 from evalfast.encoder import Encoder
 from evalfast.evaluate import EvalConfig, evaluate
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo():
-    return load_golden(DEMO_GOLDEN)
+    return load_golden(HANDWRITTEN)
 
 
 def test_export_matches_sentence_transformers_on_the_demo_set(minilm_export, minilm_torch, demo):
@@ -45,7 +45,7 @@ def test_eval_matches_pytrec_eval_on_a_sentence_transformers_run(minilm_export, 
                                       ("map@100", "map_cut_100"), ("r_precision", "Rprec")]}
 
     result = evaluate(Encoder(minilm_export), demo)
-    assert result.counts["queries_evaluated"] == len(per_query) == 150
+    assert result.counts["queries_evaluated"] == len(per_query) == 316
     for name, value in expected.items():
         assert result.metrics[name] == pytest.approx(value, abs=1e-9), name
 
@@ -58,7 +58,7 @@ def test_pairs_protocol_gives_back_the_seeds_figures(minilm_export):
 
 
 def test_bundled_name_resolves_offline_and_exports_once(tmp_path):
-    args = ["eval", "--model", "all-MiniLM-L6-v2", "--golden", str(DEMO_GOLDEN), "--cache-dir", str(tmp_path),
+    args = ["eval", "--model", "all-MiniLM-L6-v2", "--golden", str(HANDWRITTEN), "--cache-dir", str(tmp_path),
             "--k", "10"]
     first = CliRunner().invoke(cli, args)
     assert first.exit_code == 0, first.output
@@ -66,6 +66,6 @@ def test_bundled_name_resolves_offline_and_exports_once(tmp_path):
     second = CliRunner().invoke(cli, args)
     assert second.exit_code == 0, second.output
     assert list((tmp_path / "models").iterdir()) == exports
-    assert "240 from cache" in second.output
+    assert "660 from cache" in second.output
     table = {line.split()[0]: line.split()[1:] for line in second.output.splitlines() if line.startswith("ndcg")}
     assert table == {line.split()[0]: line.split()[1:] for line in first.output.splitlines() if line.startswith("ndcg")}
