@@ -25,6 +25,7 @@ demo: $(STAMP) $(MODEL)/evalfast.json
 	$(BIN)/evalfast eval --model $(MODEL) --golden data/golden/handwritten --markdown reports/demo.md --json reports/demo.json
 
 test: $(STAMP)
+	test -x /usr/bin/chromium || { SUDO=$$( [ $$(id -u) -eq 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

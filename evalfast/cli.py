@@ -13,20 +13,21 @@ import numpy as np
 
 from .atomic import atomic_path, write_text
 from .cache import EmbeddingCache, default_cache_dir
-from .cli_golden import golden
-from .compare import compare_results
+from .cli_golden import golden as golden_group
+from .compare import StatSettings, compare_results, metric_intervals
 from .embeddings import embed
 from .encoder import DEVICES, Encoder, EncoderConfig
 from .errors import EvalfastError
 from .evaluate import DEFAULT_KS, PROTOCOLS, EvalConfig, EvalResult, evaluate
 from .export import default_export_dir, ensure_exported, export_model
-from .golden import load_golden, read_jsonl
+from .golden import GoldenSet, load_golden, read_jsonl
+from .per_query import write_per_query
 from .precision import PRECISIONS, check_precision, ensure_variant
 from .progress import progress_bar
 from .metrics import METRICS, compute, judge, summarize
-from .report import (bench_markdown, bench_table, comparison_json, comparison_markdown, dumps, format_comparison,
-                     format_result, metric_grid, result_json, result_markdown, text_table)
-from .trec import read_qrels, read_run
+from .report import (bench_markdown, bench_table, dumps, format_result, metric_grid, result_json, result_markdown,
+                     text_table)
+from .trec import read_qrels, read_run, write_run
 
 
 class EvalfastGroup(click.Group):
@@ -64,9 +65,12 @@ def model_options(multiple: bool = False):
                          help=help_text + (" Give it twice: A, then B." if multiple else "")),
             click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
                          help="Where onnxruntime runs the model (cuda needs evalfast[gpu])."),
-            click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32", show_default=True,
+            click.option("--precision", "precisions" if multiple else "precision", default="fp32",
+                         show_default=True, callback=precision_list if multiple else None,
+                         type=None if multiple else click.Choice(list(PRECISIONS)),
                          help="fp32: exact; int8: CPU fast mode (~2x, nDCG@10 within ~0.005); fp16: GPU. "
-                              "Variants are built once beside the export."),
+                              "Variants are built once beside the export."
+                              + (" One for every model, or one per model (fp32,int8)." if multiple else "")),
             click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
                          help="Embedding and model cache [default: $EVALFAST_CACHE or ~/.cache/evalfast]."),
             click.option("--no-cache", is_flag=True, help="Embed everything again; read and write no cache."),
@@ -76,8 +80,17 @@ def model_options(multiple: bool = False):
     return decorate
 
 
+def precision_list(_ctx, _param, value: str) -> tuple[str, ...]:
+    """``"fp32,int8"`` -> ("fp32", "int8"), in order, repeats kept (one per --model)."""
+    items = tuple(part.strip() for part in value.split(","))
+    unknown = [item for item in items if item not in PRECISIONS]
+    if unknown:
+        raise click.BadParameter(f"{value!r}: give one of {', '.join(PRECISIONS)}, or a comma-separated list of them")
+    return items
+
+
 def golden_options(command):
-    """--golden, --split, --protocol, --k, --seed."""
+    """--golden, --split, --protocol, --k, --seed, --rag-threshold."""
     for option in reversed([
         click.option("--golden", "-g", required=True, type=click.Path(path_type=Path),
                      help="Golden set: a BEIR folder, or a CSV/JSONL file with columns query, context, relevance."),
@@ -87,7 +100,11 @@ def golden_options(command):
                           "scoring of a CSV."),
         click.option("--k", "ks", default=",".join(map(str, DEFAULT_KS)), show_default=True, callback=parse_ks,
                      help="Cutoffs for the qrels protocol."),
-        click.option("--seed", default=0, show_default=True, help="Seed of the simulated metrics' noise."),
+        click.option("--seed", default=0, show_default=True,
+                     help="Seed of the bootstrap, the randomization test and the simulated metrics' noise."),
+        click.option("--rag-threshold", default=0.5, show_default=True, type=click.FloatRange(-1, 1),
+                     help="Cosine at which the RAG-style threshold metrics match a retrieved document to a "
+                          "relevant one."),
     ]):
         command = option(command)
     return command
@@ -106,12 +123,12 @@ def open_encoder(model: str, device: str, precision: str, cache_dir: Path | None
 
 
 def run_eval(model: str, golden_path: Path, split: str, config: EvalConfig, device: str, precision: str,
-             cache_dir: Path | None, no_cache: bool) -> EvalResult:
+             cache_dir: Path | None, no_cache: bool) -> tuple[GoldenSet, EvalResult]:
     """Load, embed with a progress bar, evaluate."""
     golden = load_golden(golden_path, split)
     encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache)
     with progress_bar(golden.n_docs + golden.n_queries, f"embedding ({Path(model).name})") as bar:
-        return evaluate(encoder, golden, config, cache, bar.update)
+        return golden, evaluate(encoder, golden, config, cache, bar.update)
 
 
 @click.group(cls=EvalfastGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -217,53 +234,111 @@ def write_reports(json_path: Path | None, markdown_path: Path | None, document: 
 @golden_options
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full result as JSON.")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="Write the report as Markdown.")
-def eval_command(model, device, precision, cache_dir, no_cache, golden, split, protocol, ks, seed, json_path, markdown_path):
-    """Evaluate a model on a golden set and print the metrics.
+@click.option("--per-query", "per_query_path", type=click.Path(path_type=Path),
+              help="Write each query's metrics, top 10 and first relevant rank as JSON lines.")
+@click.option("--run", "run_path", type=click.Path(path_type=Path), help="Write the run as a TREC run file.")
+def eval_command(model, device, precision, cache_dir, no_cache, golden, split, protocol, ks, seed, rag_threshold,
+                 json_path, markdown_path, per_query_path, run_path):
+    """Evaluate a model on a golden set and print the metrics with 95% bootstrap intervals.
 
     Metrics follow trec_eval (hit_rate, precision, recall, mrr, ndcg, map at each k, and r_precision);
-    queries with no relevant document are left out of the means and counted. The similarity section holds
-    the mean cosine of relevant pairs and the seed's simulated metrics, which are NOT RAGAS.
+    queries with no relevant document are left out of the means and counted. RAG-style context precision and
+    recall come from judged relevance. The similarity section holds the mean cosine of relevant pairs and the
+    seed's simulated metrics, which are NOT RAGAS.
 
     \b
     Examples:
       evalfast eval --model all-MiniLM-L6-v2 --golden data/golden/handwritten
+      evalfast eval -m export/all-MiniLM-L6-v2 -g data/golden/handwritten --per-query q.jsonl --run run.trec
       evalfast eval -m export/all-MiniLM-L6-v2 -g seed.csv --protocol pairs --json out.json
     """
-    result = run_eval(model, golden, split, EvalConfig(protocol, ks, tuple(METRICS), seed), device, precision,
-                      cache_dir, no_cache)
-    click.echo(format_result(result))
-    write_reports(json_path, markdown_path, result_json(result), result_markdown(result))
+    config = EvalConfig(protocol, ks, tuple(METRICS), seed, rag_threshold=rag_threshold)
+    golden_set, result = run_eval(model, golden, split, config, device, precision, cache_dir, no_cache)
+    intervals = metric_intervals(result, list(result.per_query), StatSettings(seed=seed))
+    click.echo(format_result(result, intervals))
+    write_reports(json_path, markdown_path, result_json(result, intervals), result_markdown(result, intervals))
+    write_outputs(golden_set, [(Path(model).name, result)], per_query_path, run_path)
 
 
-def display_names(models: tuple[str, ...]) -> tuple[str, str]:
-    """Short names for the table: the folders' last components, or A and B when they clash."""
-    names = tuple(Path(m.rstrip("/")).name for m in models)
-    return names if names[0] != names[1] else ("A", "B")
+def write_outputs(golden: GoldenSet, named_results: list[tuple[str, EvalResult]], per_query_path: Path | None,
+                  run_path: Path | None) -> None:
+    """--per-query and --run (a file for one model; for several, a folder with one file per model)."""
+    if per_query_path:
+        write_per_query(per_query_path, named_results, golden)
+    if run_path and len(named_results) == 1:
+        write_run(run_path, named_results[0][1].run, golden.query_ids, golden.doc_ids, "evalfast")
+    elif run_path:
+        for index, (name, result) in enumerate(named_results, start=1):
+            tag = f"{index}-{name}".replace(" ", "_")
+            write_run(Path(run_path) / f"{tag}.trec", result.run, golden.query_ids, golden.doc_ids, tag)
+
+
+def display_names(models: tuple[str, ...], precisions: tuple[str, ...]) -> list[str]:
+    """Short names: the folders' last components, with the precision when models share a folder, numbered
+    when they still clash."""
+    names = [Path(m.rstrip("/")).name for m in models]
+    if len(set(names)) < len(names):
+        names = [f"{name} {p}" for name, p in zip(names, precisions)]
+    if len(set(names)) < len(names):
+        names = [f"{i}: {name}" for i, name in enumerate(names, start=1)]
+    return names
 
 
 @cli.command("compare")
 @model_options(multiple=True)
 @golden_options
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write both results and the deltas as JSON.")
-@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="Write the table as Markdown.")
-def compare_command(models, device, precision, cache_dir, no_cache, golden, split, protocol, ks, seed, json_path, markdown_path):
-    """Compare model B against baseline A on one golden set.
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the whole comparison as JSON.")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), help="Write the report as Markdown.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path),
+              help="Write one self-contained HTML report with plots (opens offline).")
+@click.option("--per-query", "per_query_path", type=click.Path(path_type=Path),
+              help="Write every model's per-query metrics, top 10 and first relevant rank as JSON lines.")
+@click.option("--run", "run_path", type=click.Path(path_type=Path),
+              help="Folder to write one TREC run file per model into.")
+@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=10), help="Bootstrap resamples.")
+@click.option("--permutations", default=10000, show_default=True, type=click.IntRange(min=100),
+              help="Sign flips of the paired randomization test.")
+@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Significance level, applied to Holm-corrected p-values.")
+def compare_command(models, device, precisions, cache_dir, no_cache, golden, split, protocol, ks, seed, rag_threshold,
+                    json_path, markdown_path, html_path, per_query_path, run_path, resamples, permutations, alpha):
+    """Compare models on one golden set: the first is the baseline, each other one a candidate.
 
-    Prints Metric | A | B | Absolute | Relative | Better and the metric with the highest relative
-    improvement, as the seed's tables did.
+    Every mean carries a 95% bootstrap interval over queries. For each candidate and metric: the paired
+    difference with its interval, a paired randomization test and a paired t-test, Holm-corrected across the
+    candidates; the table says which differences are significant. Also: the queries that got worse and
+    better, the hardest queries, RAG-style metrics, and the seed's simulated metrics (labelled, not RAGAS).
 
     \b
-    Example:
-      evalfast compare -m all-MiniLM-L6-v2 -m export/finetuned -g data/golden/handwritten --markdown cmp.md
+    Examples:
+      evalfast compare -m all-MiniLM-L6-v2 -m export/finetuned -g data/golden/handwritten --html cmp.html
+      evalfast compare -m export/all-MiniLM-L6-v2 -m export/all-MiniLM-L6-v2 --precision fp32,int8 \\
+          -g data/golden/handwritten --json cmp.json --markdown cmp.md --html cmp.html --per-query q.jsonl
     """
-    if len(models) != 2:
-        raise EvalfastError(f"compare takes exactly two --model options (A, then B); got {len(models)}")
-    config = EvalConfig(protocol, ks, tuple(METRICS), seed)
-    a, b = (run_eval(m, golden, split, config, device, precision, cache_dir, no_cache) for m in models)
-    comparison = compare_results(a, b)
-    names = display_names(models)
-    click.echo(format_comparison(comparison, names))
-    write_reports(json_path, markdown_path, comparison_json(comparison, names), comparison_markdown(comparison, names))
+    from datetime import datetime, timezone
+
+    from .compare_report import comparison_document, comparison_markdown, comparison_text
+    from .html_report import render_html
+
+    if len(models) < 2:
+        raise EvalfastError(f"compare needs at least two --model options (the first is the baseline); got {len(models)}")
+    if len(precisions) not in (1, len(models)):
+        raise EvalfastError(f"--precision {','.join(precisions)}: give one precision, or one per --model ({len(models)})")
+    precisions = precisions * len(models) if len(precisions) == 1 else precisions
+    config = EvalConfig(protocol, ks, tuple(METRICS), seed, rag_threshold=rag_threshold)
+    evaluated = [run_eval(m, golden, split, config, device, p, cache_dir, no_cache) for m, p in zip(models, precisions)]
+    golden_set, results = evaluated[0][0], [result for _, result in evaluated]
+    names = display_names(models, precisions)
+    comparison = compare_results(results, names, StatSettings(resamples=resamples, permutations=permutations,
+                                                              alpha=alpha, seed=seed))
+    document = comparison_document(comparison, golden_set, split, shlex.join(["evalfast", *sys.argv[1:]]),
+                                   datetime.now(timezone.utc).isoformat(timespec="seconds"), ks, config.rag_k,
+                                   rag_threshold)
+    click.echo(comparison_text(document))
+    write_reports(json_path, markdown_path, document, comparison_markdown(document))
+    if html_path:
+        write_text(html_path, render_html(document))
+    write_outputs(golden_set, list(zip(names, results)), per_query_path, run_path)
 
 
 @cli.command("metrics")
@@ -360,7 +435,7 @@ def bench_command(model, texts_path, golden, devices, precisions, against, n_tex
     click.echo(f"\nwrote {stem}.json and {stem}.md")
 
 
-cli.add_command(golden)
+cli.add_command(golden_group)
 
 
 def main() -> None:

@@ -218,10 +218,14 @@ class Encoder:
             )
 
     @property
+    def graph_sha256(self) -> str:
+        """sha256 of the graph this encoder runs: the export's, or its precision variant's."""
+        return self.manifest.sha256 if self.config.precision == "fp32" else file_sha256(self.model_path)
+
+    @property
     def fingerprint(self) -> str:
         """Identifies what this encoder computes: graph and weights, tokenizer and truncation."""
-        graph_sha = self.manifest.sha256 if self.config.precision == "fp32" else file_sha256(self.model_path)
-        digest = hashlib.sha256(graph_sha.encode())
+        digest = hashlib.sha256(self.graph_sha256.encode())
         digest.update((self.folder / TOKENIZER_FILE).read_bytes())
         digest.update(f"{self.manifest.max_seq_length}:{self.manifest.do_lower_case}".encode())
         return digest.hexdigest()[:32]

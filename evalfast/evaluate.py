@@ -16,6 +16,7 @@ from .golden import GoldenSet
 from .index import search
 from .metrics import METRICS, compute, judge, summarize
 from .metrics.pairs import PAIRS_DEPTH, pairs_metrics
+from .metrics.rag import rag_metrics
 from .metrics.similarity import pair_cosines, similarity_metrics
 from .run import Run, descending_name_rank
 
@@ -31,6 +32,8 @@ class EvalConfig:
     ks: tuple[int, ...] = DEFAULT_KS
     metrics: tuple[str, ...] = tuple(METRICS)
     seed: int = 0  # for the simulated metrics' noise
+    rag_k: int = 10  # cutoff of the RAG-style context precision and recall
+    rag_threshold: float = 0.5  # cosine at which a retrieved document matches a reference one (threshold variants)
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,14 @@ class EvalResult:
     protocol: str
     metrics: dict[str, float]  # ranking metrics, flat "name@k" keys
     similarity: dict[str, float]  # mean cosine and the seed's simulated metrics
-    per_query: dict[str, np.ndarray]  # per query (qrels) or per row (pairs), float64
+    per_query: dict[str, np.ndarray]  # per query (qrels) or per row (pairs), float64; RAG-style ones included
     run: Run
     counts: dict[str, int]
     timings: dict[str, float]
     embedding: dict[str, int] = field(default_factory=dict)
+    rag: dict[str, float] = field(default_factory=dict)  # RAG-style context precision and recall (qrels protocol)
+    evaluated: np.ndarray | None = None  # bool (n,): the queries (or rows) the means are taken over
+    run_relevance: np.ndarray | None = None  # float64 (n_queries, depth): judged relevance down the run (qrels)
 
 
 def _similarity_pairs(golden: GoldenSet) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +78,9 @@ class Scored:
     counts: dict[str, int]
     search_seconds: float
     metrics_seconds: float
+    rag: dict[str, float]
+    evaluated: np.ndarray  # bool (n,)
+    run_relevance: np.ndarray | None
 
 
 def check_config(config: EvalConfig, golden: GoldenSet) -> None:
@@ -83,6 +92,8 @@ def check_config(config: EvalConfig, golden: GoldenSet) -> None:
                             "relevance rows; use --protocol qrels for a BEIR folder")
     if not config.ks or min(config.ks) < 1:
         raise EvalfastError(f"--k {','.join(map(str, config.ks))}: cutoffs must be integers >= 1")
+    if not -1 <= config.rag_threshold <= 1:
+        raise EvalfastError(f"--rag-threshold {config.rag_threshold:g}: a cosine threshold lies in [-1, 1]")
 
 
 def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.ndarray,
@@ -96,22 +107,29 @@ def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.
     searched = time.perf_counter()
 
     counts = {"queries": golden.n_queries, "documents": golden.n_docs}
+    rag: dict[str, float] = {}
     if config.protocol == "pairs":
         pairs = golden.pairs
         per_query = pairs_metrics(run.doc_ids, pairs.query, pairs.doc, pairs.relevance)
         metrics = {key: float(values.mean()) for key, values in per_query.items()}
         counts.update(rows=len(pairs.query), positive_rows=int((pairs.relevance > 0).sum()))
+        evaluated, run_relevance = np.ones(len(pairs.query), bool), None
     else:
         judged = judge(run.doc_ids, golden.qrels)
         per_query = compute(judged, config.metrics, config.ks)
         metrics, n_evaluated, n_skipped = summarize(per_query, judged.n_relevant)
+        rag_per_query = rag_metrics(judged, run.doc_ids, golden.qrels, doc_vectors, config.rag_k, config.rag_threshold)
+        rag = summarize(rag_per_query, judged.n_relevant)[0]
+        per_query |= rag_per_query
         counts.update(queries_evaluated=n_evaluated, queries_skipped_no_relevant=n_skipped)
+        evaluated, run_relevance = judged.n_relevant > 0, judged.gains
     sim_query, sim_doc = _similarity_pairs(golden)
     cosines = pair_cosines(query_vectors, doc_vectors, sim_query, sim_doc)
     similarity = {key: float(values.mean()) if len(values) else float("nan")
                   for key, values in similarity_metrics(cosines, config.seed).items()}
     counts["similarity_pairs"] = len(cosines)
-    return Scored(run, per_query, metrics, similarity, counts, searched - start, time.perf_counter() - searched)
+    return Scored(run, per_query, metrics, similarity, counts, searched - start, time.perf_counter() - searched, rag,
+                  evaluated, run_relevance)
 
 
 def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfig(),
@@ -133,7 +151,7 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
     scored = score_vectors(golden, docs.vectors, queries.vectors, config, encoder.config.device)
     return EvalResult(
         model=str(encoder.folder),
-        model_sha256=encoder.manifest.sha256,
+        model_sha256=encoder.graph_sha256,
         precision=encoder.config.precision,
         device=encoder.config.device,
         golden=str(golden.source),
@@ -157,4 +175,7 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
             "encoded": docs.n_encoded + queries.n_encoded,
             "cached": docs.n_cached + queries.n_cached,
         },
+        rag=scored.rag,
+        evaluated=scored.evaluated,
+        run_relevance=scored.run_relevance,
     )

@@ -6,11 +6,11 @@ import json
 import math
 from collections.abc import Sequence
 
-from .compare import Comparison
+from .stats import Interval
 from .evaluate import EvalResult
 from .metrics.similarity import SIMULATED_NOTE
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: intervals and the RAG-style metrics
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -65,24 +65,43 @@ def _summary_lines(result: EvalResult) -> list[str]:
     return lines
 
 
-def format_result(result: EvalResult) -> str:
-    """The terminal report: what was evaluated, the metric grid, similarity, timings."""
-    headers, rows = metric_grid(result.metrics)
-    sim_headers, sim_rows = metric_grid(result.similarity)
-    return "\n".join([*_summary_lines(result), "", text_table(headers, rows), "",
-                      f"similarity ({SIMULATED_NOTE})", text_table(sim_headers, sim_rows)])
+INTERVAL_KEYS = ("hit_rate@10", "precision@10", "recall@10", "mrr@10", "ndcg@10", "map@100", "r_precision")
 
 
-def result_markdown(result: EvalResult) -> str:
+def _interval_rows(result: EvalResult, intervals: dict[str, Interval]) -> list[list[str]]:
+    """Headline metrics and the RAG-style ones with their intervals (the JSON holds every metric's)."""
+    keys = [k for k in INTERVAL_KEYS if k in intervals] + [k for k in result.rag if k in intervals]
+    return [[key, _number(intervals[key].mean), f"[{_number(intervals[key].low)}, {_number(intervals[key].high)}]"]
+            for key in keys]
+
+
+def _sections(result: EvalResult, intervals: dict[str, Interval]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, headers, rows) of each table of a result."""
+    sections = [("Retrieval metrics", *metric_grid(result.metrics))]
+    rows = _interval_rows(result, intervals)
+    if rows:
+        sections.append(("95% bootstrap intervals over queries (RAG-style: context precision and recall from "
+                         "judged relevance)", ["metric", "mean", "95% interval"], rows))
+    sections.append((f"Similarity ({SIMULATED_NOTE})", *metric_grid(result.similarity)))
+    return sections
+
+
+def format_result(result: EvalResult, intervals: dict[str, Interval]) -> str:
+    """The terminal report: what was evaluated, the metric grid, intervals, similarity, timings."""
+    parts = ["\n".join(_summary_lines(result))]
+    parts += [f"{title}\n{text_table(headers, rows)}" for title, headers, rows in _sections(result, intervals)]
+    return "\n\n".join(parts)
+
+
+def result_markdown(result: EvalResult, intervals: dict[str, Interval]) -> str:
     """The report as Markdown."""
-    headers, rows = metric_grid(result.metrics)
-    sim_headers, sim_rows = metric_grid(result.similarity)
     summary = "\n".join(f"- {line}" for line in _summary_lines(result))
-    return (f"# evalfast evaluation\n\n{summary}\n\n## Retrieval metrics\n\n{markdown_table(headers, rows)}\n\n"
-            f"## Similarity\n\n_{SIMULATED_NOTE}_\n\n{markdown_table(sim_headers, sim_rows)}\n")
+    sections = "\n\n".join(f"## {title}\n\n{markdown_table(headers, rows)}"
+                             for title, headers, rows in _sections(result, intervals))
+    return f"# evalfast evaluation\n\n{summary}\n\n{sections}\n"
 
 
-def result_json(result: EvalResult) -> dict:
+def result_json(result: EvalResult, intervals: dict[str, Interval]) -> dict:
     """Everything but per-query arrays, machine-readable."""
     return {
         "schema_version": SCHEMA_VERSION,
@@ -92,8 +111,10 @@ def result_json(result: EvalResult) -> dict:
         "device": result.device,
         "golden": result.golden,
         "protocol": result.protocol,
-        "metrics": {**result.metrics, **result.similarity},
-        "notes": {"simulated_*": SIMULATED_NOTE},
+        "metrics": {**result.metrics, **result.rag, **result.similarity},
+        "intervals": {key: {"mean": i.mean, "low": i.low, "high": i.high} for key, i in intervals.items()},
+        "notes": {"simulated_*": SIMULATED_NOTE, "intervals": "95% percentile bootstrap over queries, 1000 resamples",
+                  "context_*": "RAG-style: context precision and recall from judged relevance, as RAGAS defines them"},
         "counts": result.counts,
         "timings": result.timings,
         "embedding": result.embedding,
@@ -114,49 +135,6 @@ def _json_safe(value):
 def dumps(document: dict) -> str:
     """Indented JSON text, NaN written as null."""
     return json.dumps(_json_safe(document), indent=2) + "\n"
-
-
-def _comparison_table(comparison: Comparison, names: tuple[str, str]) -> tuple[list[str], list[list[str]]]:
-    headers = ["Metric", names[0], names[1], "Absolute", "Relative", "Better"]
-    rows = [[d.metric, _number(d.a), _number(d.b), f"{d.absolute:+.3f}",
-             "n/a" if math.isnan(d.relative) else f"{d.relative:+.1%}",
-             {"A": names[0], "B": names[1]}.get(d.better, "tie")] for d in comparison.deltas]
-    return headers, rows
-
-
-def _best_line(comparison: Comparison, names: tuple[str, str]) -> str:
-    best = comparison.best_relative()
-    if best is None:
-        return "No metric has a defined relative change."
-    return f"Highest relative improvement of {names[1]} over {names[0]}: {best.metric} {best.relative:+.1%}"
-
-
-def format_comparison(comparison: Comparison, names: tuple[str, str]) -> str:
-    """Terminal table Metric | A | B | Absolute | Relative | Better, and the best relative improvement."""
-    headers, rows = _comparison_table(comparison, names)
-    return "\n".join([text_table(headers, rows), "", _best_line(comparison, names),
-                      f"(simulated_* metrics: {SIMULATED_NOTE})"])
-
-
-def comparison_markdown(comparison: Comparison, names: tuple[str, str]) -> str:
-    """The comparison as Markdown, as in the seed's tables."""
-    headers, rows = _comparison_table(comparison, names)
-    return (f"# evalfast comparison\n\n- A: {names[0]} ({comparison.a.model})\n- B: {names[1]} ({comparison.b.model})\n"
-            f"- golden set: {comparison.a.golden}, protocol {comparison.a.protocol}\n\n"
-            f"{markdown_table(headers, rows)}\n\n{_best_line(comparison, names)}\n\n_simulated_* metrics: "
-            f"{SIMULATED_NOTE}_\n")
-
-
-def comparison_json(comparison: Comparison, names: tuple[str, str]) -> dict:
-    """Both results and the per-metric differences."""
-    best = comparison.best_relative()
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "models": {names[0]: result_json(comparison.a), names[1]: result_json(comparison.b)},
-        "deltas": [{"metric": d.metric, "a": d.a, "b": d.b, "absolute": d.absolute, "relative": d.relative,
-                    "better": d.better} for d in comparison.deltas],
-        "best_relative": best.metric if best else None,
-    }
 
 
 def _ratio(row: dict) -> str:

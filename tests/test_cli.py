@@ -98,12 +98,20 @@ def demo_runs(tiny_export: Path, tmp_path_factory) -> dict:
     return runs
 
 
+def rag_keys(k: int) -> set[str]:
+    return {f"context_precision@{k}", f"context_recall@{k}", f"context_precision@{k} (cosine >= 0.5)",
+            f"context_recall@{k} (cosine >= 0.5)"}
+
+
 def test_eval_demo_json_report(demo_runs: dict) -> None:
     result, report = demo_runs["first"]
     ok(result)
-    assert report["schema_version"] == 1 and report["protocol"] == "qrels"
-    expected = {f"{m}@{k}" for m in RANKING for k in (1, 3, 5, 10, 100)} | {"r_precision"} | SIMILARITY_KEYS
+    assert report["schema_version"] == 2 and report["protocol"] == "qrels"
+    expected = {f"{m}@{k}" for m in RANKING for k in (1, 3, 5, 10, 100)} | {"r_precision"} | SIMILARITY_KEYS | rag_keys(10)
     assert set(report["metrics"]) == expected
+    assert set(report["intervals"]) == expected - SIMILARITY_KEYS
+    for key, interval in report["intervals"].items():
+        assert interval["low"] <= report["metrics"][key] <= interval["high"], key
     assert {"ndcg@10", "r_precision", "similarity", "simulated_faithfulness"} <= set(report["metrics"])
     for key in expected - SIMILARITY_KEYS:
         assert 0.0 <= report["metrics"][key] <= 1.0, key
@@ -154,7 +162,8 @@ def test_eval_cutoffs(tiny_export: Path, tmp_path: Path, ks: str) -> None:
     ok(invoke("eval", "-m", tiny_export, "-g", HANDWRITTEN, "--cache-dir", tmp_path / "cache", "--k", ks,
               "--json", json_path))
     metrics = json.loads(json_path.read_text())["metrics"]
-    assert set(metrics) == {f"{m}@{k}" for m in RANKING for k in (1, 5)} | {"r_precision"} | SIMILARITY_KEYS
+    # the RAG-style metrics' cutoff (10) is capped at the run's depth, the largest k
+    assert set(metrics) == {f"{m}@{k}" for m in RANKING for k in (1, 5)} | {"r_precision"} | SIMILARITY_KEYS | rag_keys(5)
 
 
 # --- the seed's pairs protocol -------------------------------------------------------------------------------
@@ -256,24 +265,40 @@ def test_embed_bad_input_writes_nothing(tiny_export: Path, tmp_path: Path, name:
 
 
 def test_compare_a_model_with_itself(tiny_export: Path, tmp_path: Path) -> None:
-    json_path = tmp_path / "cmp.json"
+    """Identical models: every difference 0, p = 1, nothing significant; every output written."""
+    paths = {name: tmp_path / name for name in ("cmp.json", "cmp.md", "cmp.html", "q.jsonl", "runs")}
     result = ok(invoke("compare", "-m", tiny_export, "-m", tiny_export, "-g", HANDWRITTEN, "--k", "1,5",
-                       "--cache-dir", tmp_path / "cache", "--json", json_path))
-    lines = result.output.splitlines()
-    assert lines[0].split() == ["Metric", "A", "B", "Absolute", "Relative", "Better"]  # same names -> A and B
-    rows = [line.split() for line in lines[2:] if line.strip()]
-    table = {row[0]: row[1:] for row in rows if len(row) == 6}
-    assert set(table) == {f"{m}@{k}" for m in RANKING for k in (1, 5)} | {"r_precision"} | SIMILARITY_KEYS
-    for metric, (a, b, absolute, _relative, better) in table.items():
-        assert (a == b, absolute, better) == (True, "+0.000", "tie"), metric
-    assert any(line.startswith("Highest relative improvement of B over A:") for line in lines)
-    report = json.loads(json_path.read_text())
-    assert all(d["absolute"] == 0 and d["better"] == "tie" for d in report["deltas"])
+                       "--cache-dir", tmp_path / "cache", "--json", paths["cmp.json"], "--markdown", paths["cmp.md"],
+                       "--html", paths["cmp.html"], "--per-query", paths["q.jsonl"], "--run", paths["runs"],
+                       "--resamples", "200", "--permutations", "500"))
+    verdict_lines = [line for line in result.output.splitlines() if line.endswith("significant") and "p <" not in line]
+    assert verdict_lines and all(line.endswith("not significant") for line in verdict_lines)
+    report = json.loads(paths["cmp.json"].read_text())
+    assert report["kind"] == "evalfast.compare" and report["schema_version"] == 1
+    names = [m["name"] for m in report["models"]]
+    assert len(set(names)) == 2  # one folder twice: told apart
+    (pair,) = report["comparisons"]
+    assert set(pair["metrics"]) >= {f"{m}@{k}" for m in RANKING for k in (1, 5)} | {"r_precision"}
+    for metric, test in pair["metrics"].items():
+        assert (test["difference"], test["p_randomization"], test["p_t_test"], test["significant"]) == (0, 1, 1, False)
+    assert pair["worse"] == pair["better"] == []
+    assert report["hardest"] and report["models"][0]["score_histogram"]["relevant"]
+    assert "# evalfast comparison" in paths["cmp.md"].read_text()
+    assert paths["cmp.html"].read_text().startswith("<!DOCTYPE html>")
+    per_query = [json.loads(line) for line in paths["q.jsonl"].read_text().splitlines()]
+    assert len(per_query) == 2 * 340 and {"top", "first_relevant_rank", "metrics"} <= set(per_query[0])
+    assert len(list(paths["runs"].glob("*.trec"))) == 2
 
 
 def test_compare_needs_two_models(tiny_export: Path, tmp_path: Path) -> None:
     result = invoke("compare", "-m", tiny_export, "-g", HANDWRITTEN, "--cache-dir", tmp_path)
-    assert_user_error(result, "exactly two --model", "got 1")
+    assert_user_error(result, "at least two --model", "got 1")
+
+
+def test_compare_precisions_must_match_the_models(tiny_export: Path, tmp_path: Path) -> None:
+    result = invoke("compare", "-m", tiny_export, "-m", tiny_export, "-m", tiny_export, "--precision", "fp32,int8",
+                    "-g", HANDWRITTEN, "--cache-dir", tmp_path)
+    assert_user_error(result, "--precision fp32,int8", "one per --model (3)")
 
 
 # --- metrics against pytrec_eval -----------------------------------------------------------------------------
