@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -136,14 +137,37 @@ def source_model(folder) -> str:
                             "use --against none to benchmark evalfast alone") from err
 
 
-def contenders_for(folder, devices: Sequence[str], precisions: Sequence[str], against_st: bool) -> list[Contender]:
-    """Every runnable (device, precision) of evalfast, then the peers, per device."""
+def _ray_contender(folder, device: str, precision: str, actors: int) -> Contender:
+    """evalfast on the Ray cluster started by the caller: sharded embedding by warm actors, into a fresh folder
+    each call so every round embeds everything."""
+    import shutil
+    import tempfile
+
+    from .distributed import RayEngine
+
+    encoder = Encoder(folder, EncoderConfig.for_device(device, precision))
+
+    def encode(texts):
+        scratch = Path(tempfile.mkdtemp(prefix="evalfast-bench-shards-"))
+        try:
+            return RayEngine(encoder, scratch, actors).embed(texts).vectors.dense()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    return Contender(f"evalfast {precision} on ray ({actors} actors)", device, encode)
+
+
+def contenders_for(folder, devices: Sequence[str], precisions: Sequence[str], against_st: bool,
+                   ray_actors: int | None = None) -> list[Contender]:
+    """Every runnable (device, precision) of evalfast (and on Ray, with ``ray_actors``), then the peers."""
     contenders = []
     for device in devices:
         runnable = [p for p in precisions if device in PRECISIONS[p].devices]
         if not runnable:
             raise EvalfastError(f"--precision {','.join(precisions)}: none runs on {device}")
         contenders += [_evalfast_contender(folder, device, p) for p in runnable]
+        if ray_actors:
+            contenders += [_ray_contender(folder, device, p, ray_actors) for p in runnable]
         if against_st:
             contenders += _st_contenders(source_model(folder), device)
     return contenders

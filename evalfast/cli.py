@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import shlex
 import sys
@@ -15,6 +17,7 @@ from .atomic import atomic_path, write_text
 from .cache import EmbeddingCache, default_cache_dir
 from .cli_golden import golden as golden_group
 from .compare import StatSettings, compare_results, metric_intervals
+from .compare_report import comparison_document, comparison_markdown, comparison_text
 from .embeddings import embed
 from .encoder import DEVICES, Encoder, EncoderConfig
 from .errors import EvalfastError
@@ -110,25 +113,81 @@ def golden_options(command):
     return command
 
 
-def open_encoder(model: str, device: str, precision: str, cache_dir: Path | None, no_cache: bool
-                 ) -> tuple[Encoder, EmbeddingCache | None]:
+def open_encoder(model: str, device: str, precision: str, cache_dir: Path | None, no_cache: bool,
+                 threads: int | None = None) -> tuple[Encoder, EmbeddingCache | None]:
     """The encoder for ``model`` (exported and its precision variant built once if needed) and its embedding
-    cache (None with --no-cache)."""
+    cache (None with --no-cache). ``threads``: onnxruntime's intra-op threads [default: one per core]."""
     root = cache_dir or default_cache_dir()
     check_precision(precision, device)
     folder = ensure_exported(model, root)
     ensure_variant(folder, precision)
-    encoder = Encoder(folder, EncoderConfig.for_device(device, precision))
+    encoder = Encoder(folder, dataclasses.replace(EncoderConfig.for_device(device, precision), threads=threads))
     return encoder, None if no_cache else EmbeddingCache(root, encoder.fingerprint)
 
 
+@dataclasses.dataclass(frozen=True)
+class EngineChoice:
+    """--engine local|ray, and for Ray the cluster, the actors and the shared shard folder."""
+
+    name: str = "local"
+    address: str | None = None
+    actors: int = 2
+    shard_dir: Path | None = None
+
+    def ray_engine(self, encoder: Encoder, cache_dir: Path | None):
+        """A RayEngine for ``encoder``, or None for the local engine."""
+        if self.name != "ray":
+            return None
+        from .distributed import RayEngine
+
+        return RayEngine(encoder, self.shard_dir or (cache_dir or default_cache_dir()) / "shards", self.actors)
+
+
+def engine_options(command):
+    """--engine, --address, --actors, --shard-dir, gathered into one ``engine`` argument."""
+    def gather(ctx, _param, value):
+        ctx.params["engine"] = EngineChoice(value, ctx.params.pop("address", None), ctx.params.pop("actors", 2),
+                                            ctx.params.pop("shard_dir", None))
+    for option in reversed([
+        click.option("--address", default=None, is_eager=True,
+                     help="Ray cluster to join (e.g. ray://head:10001) [default: start a local one]."),
+        click.option("--actors", default=2, show_default=True, type=click.IntRange(min=1), is_eager=True,
+                     help="Ray: embedding actors, each with one warm onnxruntime session."),
+        click.option("--shard-dir", type=click.Path(path_type=Path), default=None, is_eager=True,
+                     help="Ray: folder every node sees for the embedding shards [default: <cache>/shards]."),
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     expose_value=False, callback=gather,
+                     help="local: this process; ray: shards embedded by actors, searched where they lie "
+                          "(pip install 'evalfast[ray]')."),
+    ]):
+        command = option(command)
+    return command
+
+
+@contextlib.contextmanager
+def engine_session(engine: EngineChoice):
+    """Connect to (or start, and afterwards stop) a Ray cluster when the engine is Ray."""
+    if engine.name != "ray":
+        yield
+        return
+    from .distributed import require_ray, start_ray
+
+    started = start_ray(engine.address)
+    try:
+        yield
+    finally:
+        if started:
+            require_ray().shutdown()
+
+
 def run_eval(model: str, golden_path: Path, split: str, config: EvalConfig, device: str, precision: str,
-             cache_dir: Path | None, no_cache: bool) -> tuple[GoldenSet, EvalResult]:
-    """Load, embed with a progress bar, evaluate."""
+             cache_dir: Path | None, no_cache: bool, engine: EngineChoice = EngineChoice()
+             ) -> tuple[GoldenSet, EvalResult]:
+    """Load, embed with a progress bar, evaluate (here, or on Ray)."""
     golden = load_golden(golden_path, split)
     encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache)
     with progress_bar(golden.n_docs + golden.n_queries, f"embedding ({Path(model).name})") as bar:
-        return golden, evaluate(encoder, golden, config, cache, bar.update)
+        return golden, evaluate(encoder, golden, config, cache, bar.update, engine.ray_engine(encoder, cache_dir))
 
 
 @click.group(cls=EvalfastGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -198,7 +257,8 @@ def read_texts(path: Path, field: str | None) -> list[str]:
               help="Text file (one text per line) or JSONL (see --field).")
 @click.option("--field", default=None, help="JSONL field holding the text [default: text].")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Where to write the .npy array.")
-def embed_command(model, device, precision, cache_dir, no_cache, input_path, field, output):
+@engine_options
+def embed_command(model, device, precision, cache_dir, no_cache, input_path, field, output, engine):
     """Embed texts into float32 unit vectors (N x dim .npy, input order).
 
     Batches are sorted by token length under a token budget; texts longer than the model's max sequence
@@ -208,18 +268,21 @@ def embed_command(model, device, precision, cache_dir, no_cache, input_path, fie
     Examples:
       evalfast embed --model all-MiniLM-L6-v2 --input queries.txt -o queries.npy
       evalfast embed -m export/all-MiniLM-L6-v2 -i corpus.jsonl --field text -o corpus.npy --no-cache
+      evalfast embed -m export/all-MiniLM-L6-v2 -i corpus.txt -o corpus.npy --engine ray --actors 8
     """
     texts = read_texts(input_path, field)
     encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache)
-    with progress_bar(len(texts), "embedding") as bar:
-        result = embed(encoder, texts, cache, bar.update)
+    with engine_session(engine), progress_bar(len(texts), "embedding") as bar:
+        ray_engine = engine.ray_engine(encoder, cache_dir)
+        result = ray_engine.embed(texts) if ray_engine else embed(encoder, texts, cache, bar.update)
+        vectors = result.vectors.dense() if ray_engine else result.vectors
     with atomic_path(output) as tmp:
         with tmp.open("wb") as handle:
-            np.save(handle, result.vectors)
+            np.save(handle, vectors)
     click.echo(f"embedded {result.n_texts} texts ({result.n_encoded} encoded, {result.n_cached} from cache, "
                f"{result.n_truncated} truncated to {encoder.manifest.max_seq_length} tokens) in {result.seconds:.2f} s: "
                f"{result.texts_per_second:,.1f} sentences/s, {result.tokens_per_second:,.0f} tokens/s -> {output} "
-               f"{result.vectors.shape}")
+               f"{vectors.shape}")
 
 
 def write_reports(json_path: Path | None, markdown_path: Path | None, document: dict, markdown: str) -> None:
@@ -237,8 +300,9 @@ def write_reports(json_path: Path | None, markdown_path: Path | None, document: 
 @click.option("--per-query", "per_query_path", type=click.Path(path_type=Path),
               help="Write each query's metrics, top 10 and first relevant rank as JSON lines.")
 @click.option("--run", "run_path", type=click.Path(path_type=Path), help="Write the run as a TREC run file.")
+@engine_options
 def eval_command(model, device, precision, cache_dir, no_cache, golden, split, protocol, ks, seed, rag_threshold,
-                 json_path, markdown_path, per_query_path, run_path):
+                 json_path, markdown_path, per_query_path, run_path, engine):
     """Evaluate a model on a golden set and print the metrics with 95% bootstrap intervals.
 
     Metrics follow trec_eval (hit_rate, precision, recall, mrr, ndcg, map at each k, and r_precision);
@@ -251,9 +315,11 @@ def eval_command(model, device, precision, cache_dir, no_cache, golden, split, p
       evalfast eval --model all-MiniLM-L6-v2 --golden data/golden/handwritten
       evalfast eval -m export/all-MiniLM-L6-v2 -g data/golden/handwritten --per-query q.jsonl --run run.trec
       evalfast eval -m export/all-MiniLM-L6-v2 -g seed.csv --protocol pairs --json out.json
+      evalfast eval -m export/all-MiniLM-L6-v2 -g data/golden/handwritten --engine ray --address ray://head:10001
     """
     config = EvalConfig(protocol, ks, tuple(METRICS), seed, rag_threshold=rag_threshold)
-    golden_set, result = run_eval(model, golden, split, config, device, precision, cache_dir, no_cache)
+    with engine_session(engine):
+        golden_set, result = run_eval(model, golden, split, config, device, precision, cache_dir, no_cache, engine)
     intervals = metric_intervals(result, list(result.per_query), StatSettings(seed=seed))
     click.echo(format_result(result, intervals))
     write_reports(json_path, markdown_path, result_json(result, intervals), result_markdown(result, intervals))
@@ -317,7 +383,6 @@ def compare_command(models, device, precisions, cache_dir, no_cache, golden, spl
     """
     from datetime import datetime, timezone
 
-    from .compare_report import comparison_document, comparison_markdown, comparison_text
     from .html_report import render_html
 
     if len(models) < 2:
@@ -339,6 +404,145 @@ def compare_command(models, device, precisions, cache_dir, no_cache, golden, spl
     if html_path:
         write_text(html_path, render_html(document))
     write_outputs(golden_set, list(zip(names, results)), per_query_path, run_path)
+
+
+@cli.command("finetune")
+@click.option("--model", "-m", "base", required=True,
+              help="Base model: a sentence-transformers folder, or all-MiniLM-L6-v2.")
+@click.option("--golden", "-g", required=True, type=click.Path(path_type=Path),
+              help="BEIR golden set; its train/dev/test splits are used, or its queries are split by prompt.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Folder for the fine-tuned model, its ONNX export, the held-out report and the model card.")
+@click.option("--epochs", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=2),
+              help="Pairs per batch (in-batch negatives); above 64 the cached loss keeps memory flat.")
+@click.option("--lr", default=2e-5, show_default=True, type=click.FloatRange(min=0, min_open=True), help="Learning rate.")
+@click.option("--hard-negatives", default=1, show_default=True, type=click.IntRange(min=0),
+              help="Hard negatives per pair, mined with the base model; 0 gives the seed's recipe.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the split, sampling and training.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Where torch trains.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT (or an interrupted run) if it exists.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Model cache (as for eval).")
+def finetune_command(base, golden, output, epochs, batch_size, lr, hard_negatives, seed, device, resume, overwrite,
+                     cache_dir):
+    """Fine-tune a model on a golden set's train split and prove the gain on held-out queries.
+
+    MultipleNegativesRankingLoss with in-batch and hard negatives; dev evaluation each epoch with evalfast's
+    metrics, best epoch kept; ONNX re-export with the parity check; base vs fine-tuned on the test split with
+    intervals and paired tests (OUTPUT/report/comparison.{md,json,html}); a model card (OUTPUT/README.md).
+
+    \b
+    Examples:
+      evalfast finetune -m all-MiniLM-L6-v2 -g data/golden/handwritten -o export/minilm-prompts
+      evalfast finetune -m all-MiniLM-L6-v2 -g golden/heuristic -o export/minilm-heuristic --hard-negatives 0 --resume
+    """
+    from .finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(epochs, batch_size, lr, hard_negatives, seed, device)
+    try:
+        result = finetune(base, golden, output, config, resume, overwrite, cache_dir,
+                          on_status=lambda message: click.echo(message, err=True))
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: {output} was not written; run again with --resume to continue from the last "
+                   "checkpoint", err=True)
+        click.get_current_context().exit(130)
+    click.echo(comparison_text(result.document))
+    click.echo(f"\nwrote {result.output} (trained in {result.train_seconds:.0f} s)")
+
+
+def parse_duration(_ctx, _param, value: str) -> float:
+    """``"30s"``, ``"500ms"``, ``"2m"`` or a plain number of seconds -> seconds (> 0)."""
+    text = str(value).strip().lower()
+    for suffix, scale in (("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
+        if text.endswith(suffix):
+            text, factor = text[: -len(suffix)], scale
+            break
+    else:
+        factor = 1.0
+    try:
+        seconds = float(text) * factor
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give a duration such as 30s, 500ms or 2m") from None
+    if not seconds > 0:
+        raise click.BadParameter(f"{value!r}: must be longer than zero")
+    return seconds
+
+
+@cli.command("latency")
+@model_options()
+@click.option("--golden", "-g", required=True, type=click.Path(path_type=Path),
+              help="Golden set: its corpus is indexed and its queries are sent one at a time.")
+@click.option("--index", "index_name", default="hnsw", show_default=True,
+              help="flat, hnsw, ivf, ivfpq, pq, sq8, or a FAISS factory string (e.g. 'HNSW64,Flat').")
+@click.option("--hnsw-m", default=32, show_default=True, type=click.IntRange(min=2), help="HNSW links per node.")
+@click.option("--ef-search", default=64, show_default=True, type=click.IntRange(min=1), help="HNSW search depth.")
+@click.option("--nlist", default=None, type=click.IntRange(min=1), help="IVF lists [default: 4 sqrt(documents)].")
+@click.option("--nprobe", default=16, show_default=True, type=click.IntRange(min=1), help="IVF lists searched.")
+@click.option("--qps", default=50.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Target arrival rate, requests per second.")
+@click.option("--duration", default="30s", show_default=True, callback=parse_duration, help="Load length (30s, 2m).")
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(min=1), help="Serving workers.")
+@click.option("--arrival", type=click.Choice(["poisson", "uniform"]), default="poisson", show_default=True)
+@click.option("--k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Hits per query.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="onnxruntime threads per query (one query at a time wants few).")
+@click.option("--synthetic-docs", default=None, type=click.IntRange(min=1),
+              help="Index this many synthetic documents (mixes of real ones plus noise) instead of the corpus.")
+@click.option("--sweep", "p99_bound", default=None, callback=lambda c, p, v: None if v is None else parse_duration(c, p, v),
+              help="Find the highest rate whose p99 stays under this bound (e.g. 10ms), starting from --qps.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the arrivals and synthetic documents.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the whole report as JSON.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write the report with its latency plot.")
+def latency_command(model, device, precision, cache_dir, no_cache, golden, index_name, hnsw_m, ef_search, nlist,
+                    nprobe, qps, duration, concurrency, arrival, k, threads, synthetic_docs, p99_bound, seed,
+                    json_path, html_path):
+    """How fast one user's query is answered: an open-loop load of single queries, each embedded and searched.
+
+    Arrivals follow the target rate (Poisson by default) and latency counts from each request's scheduled
+    time, so queueing is not hidden. Reports p50, p90, p99, p99.9 and max, the achieved rate, errors, and the
+    embedding / search split; the index's recall@k against exact search and its nDCG@10 change beside it.
+
+    \b
+    Examples:
+      evalfast latency -m all-MiniLM-L6-v2 -g data/golden/handwritten --index hnsw --qps 50 --duration 30s
+      evalfast latency -m export/all-MiniLM-L6-v2 --precision int8 -g data/golden/handwritten \\
+          --synthetic-docs 1000000 --index hnsw --sweep 10ms --json latency.json --html latency.html
+    """
+    from datetime import datetime, timezone
+
+    from .html_report import render_latency_html
+    from .latency import (IndexSpec, arrival_times, build_index, index_quality, query_server, run_load,
+                          summarize_load, sweep, synthetic_corpus)
+    from .latency_report import latency_document, latency_text
+
+    golden_set = load_golden(golden)
+    encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache, threads=threads)
+    docs = embed(encoder, golden_set.doc_texts, cache).vectors
+    queries = embed(encoder, golden_set.query_texts, cache).vectors
+    corpus = docs if synthetic_docs is None else synthetic_corpus(docs, synthetic_docs, seed)
+    if k > len(corpus):
+        raise EvalfastError(f"--k {k}: the index holds only {len(corpus):,} documents")
+    click.echo(f"building {index_name} over {len(corpus):,} documents ...", err=True)
+    built = build_index(corpus, IndexSpec(index_name, hnsw_m, ef_search, nlist, nprobe), seed)
+    quality = index_quality(built.index, corpus, queries, golden_set if synthetic_docs is None else None, k)
+    serve = query_server(encoder, built.index, golden_set.query_texts, k)
+    for q in range(min(20, golden_set.n_queries)):  # warm the session and the index
+        serve(q)
+    load = summarize_load(run_load(serve, golden_set.n_queries, arrival_times(qps, duration, arrival, seed),
+                                   concurrency))
+    swept = (sweep(serve, golden_set.n_queries, qps, duration, concurrency, arrival, seed, p99_bound * 1000)
+             if p99_bound else None)
+    document = latency_document(
+        command=shlex.join(["evalfast", *sys.argv[1:]]), date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        model=str(encoder.folder), precision=precision, device=device, threads=threads, golden=str(golden),
+        built=built, n_docs=len(corpus), synthetic=synthetic_docs is not None, quality=quality,
+        settings={"qps": qps, "duration_seconds": duration, "concurrency": concurrency, "arrival": arrival, "k": k,
+                  "seed": seed}, load=load, sweep=swept, p99_bound_ms=p99_bound * 1000 if p99_bound else None)
+    click.echo(latency_text(document))
+    write_reports(json_path, None, document, "")
+    if html_path:
+        write_text(html_path, render_latency_html(document))
 
 
 @cli.command("metrics")
@@ -396,7 +600,9 @@ def comma_list(choices: Sequence[str]):
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True,
               help="Where the JSON and Markdown reports go.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Model cache (as for eval).")
-def bench_command(model, texts_path, golden, devices, precisions, against, n_texts, repeats, output_dir, cache_dir):
+@engine_options
+def bench_command(model, texts_path, golden, devices, precisions, against, n_texts, repeats, output_dir, cache_dir,
+                  engine):
     """Measure embedding throughput and accuracy against sentence-transformers.
 
     Each evalfast device x precision and each peer embeds the same texts in interleaved rounds; the
@@ -407,18 +613,26 @@ def bench_command(model, texts_path, golden, devices, precisions, against, n_tex
     Examples:
       evalfast bench -m all-MiniLM-L6-v2 --golden data/golden/handwritten
       evalfast bench -m export/all-MiniLM-L6-v2 --texts queries.txt --device cuda --precision fp32,fp16
+      evalfast bench -m export/all-MiniLM-L6-v2 --golden data/golden/handwritten --engine ray --actors 2
     """
-    from datetime import datetime, timezone
-
-    from .bench import contenders_for, machine, run_bench, summary_rows
-
     if bool(texts_path) == bool(golden):
         raise EvalfastError("bench: give exactly one of --texts FILE or --golden G")
     golden_set = load_golden(golden) if golden else None
     base = read_texts(texts_path, None) if texts_path else golden_set.doc_texts + golden_set.query_texts
     texts = [base[i % len(base)] for i in range(n_texts)]
     folder = ensure_exported(model, cache_dir or default_cache_dir())
-    contenders = contenders_for(folder, devices, precisions, against == "sentence-transformers")
+    with engine_session(engine):
+        run_bench_command(folder, texts, golden_set, golden, devices, precisions, against, repeats, output_dir, engine)
+
+
+def run_bench_command(folder, texts, golden_set, golden, devices, precisions, against, repeats, output_dir, engine):
+    """The body of `evalfast bench`, inside the engine's session."""
+    from datetime import datetime, timezone
+
+    from .bench import contenders_for, machine, run_bench, summary_rows
+
+    contenders = contenders_for(folder, devices, precisions, against == "sentence-transformers",
+                                engine.actors if engine.name == "ray" else None)
     n_tokens = Encoder(folder).token_stats(texts)[0]
     with progress_bar(len(contenders) * (repeats + 1), "bench") as bar:
         def step(label: str) -> None:
@@ -426,9 +640,10 @@ def bench_command(model, texts_path, golden, devices, precisions, against, n_tex
             bar.update()
         rows = summary_rows(run_bench(contenders, texts, golden_set, repeats, step), len(texts), n_tokens)
     now = datetime.now(timezone.utc)
-    document = {"schema_version": 1, "date": now.isoformat(timespec="seconds"), "command": shlex.join(["evalfast", *sys.argv[1:]]),
-                "machine": machine(), "model": str(folder), "n_texts": len(texts), "mean_tokens": n_tokens / len(texts),
-                "repeats": repeats, "golden": str(golden) if golden else None, "rows": rows}
+    document = {"schema_version": 1, "date": now.isoformat(timespec="seconds"),
+                "command": shlex.join(["evalfast", *sys.argv[1:]]), "machine": machine(), "model": str(folder),
+                "n_texts": len(texts), "mean_tokens": n_tokens / len(texts), "repeats": repeats,
+                "golden": str(golden) if golden else None, "rows": rows}
     click.echo(text_table(*bench_table(rows)))
     stem = output_dir / f"bench-{now:%Y%m%d-%H%M%S}"
     write_reports(stem.with_suffix(".json"), stem.with_suffix(".md"), document, bench_markdown(document))

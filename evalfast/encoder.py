@@ -279,6 +279,14 @@ class Encoder:
         vectors[start + batch.rows] = batch_vectors
         return len(batch.rows)
 
+    def encode_one(self, text: str) -> np.ndarray:
+        """One text's unit vector (float32 (dim,)): the latency path, no chunks, threads or padding."""
+        flat_ids, _, _ = self._tokenize([text])
+        batch = Batch(np.zeros(1, np.int64), flat_ids[None, :], np.ones((1, len(flat_ids)), np.int64))
+        vector = np.empty((1, self.manifest.dimension), np.float32)
+        self._run_into(vector, 0, batch)
+        return vector[0]
+
     def encode(self, texts: Sequence[str], on_progress: Callable[[int], None] | None = None) -> Encoded:
         """Embed ``texts`` in input order. ``on_progress(n)`` is called as each batch of n texts finishes.
 

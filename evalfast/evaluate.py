@@ -96,14 +96,18 @@ def check_config(config: EvalConfig, golden: GoldenSet) -> None:
         raise EvalfastError(f"--rag-threshold {config.rag_threshold:g}: a cosine threshold lies in [-1, 1]")
 
 
+Searcher = Callable[[np.ndarray, np.ndarray, int, np.ndarray], Run]  # (docs, queries, k, tie_rank) -> Run
+
+
 def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.ndarray,
-                  config: EvalConfig = EvalConfig(), device: str = "cpu") -> Scored:
+                  config: EvalConfig = EvalConfig(), device: str = "cpu", searcher: Searcher | None = None) -> Scored:
     """Search ``query_vectors`` (float32 (n_queries, dim)) against ``doc_vectors`` (float32 (n_docs, dim)) on
-    ``device`` and score the run on ``golden`` under ``config``."""
+    ``device`` (or with ``searcher``) and score the run on ``golden`` under ``config``."""
     check_config(config, golden)
     start = time.perf_counter()
     depth = PAIRS_DEPTH if config.protocol == "pairs" else max(config.ks)
-    run = search(doc_vectors, query_vectors, depth, descending_name_rank(golden.doc_ids), device)
+    find = searcher or (lambda docs, queries, k, tie_rank: search(docs, queries, k, tie_rank, device))
+    run = find(doc_vectors, query_vectors, depth, descending_name_rank(golden.doc_ids))
     searched = time.perf_counter()
 
     counts = {"queries": golden.n_queries, "documents": golden.n_docs}
@@ -133,10 +137,12 @@ def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.
 
 
 def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfig(),
-             cache: EmbeddingCache | None = None, on_progress: Callable[[int], None] | None = None) -> EvalResult:
+             cache: EmbeddingCache | None = None, on_progress: Callable[[int], None] | None = None,
+             engine=None) -> EvalResult:
     """Embed the corpus and queries, search the top k exactly, and compute the metrics.
 
     ``on_progress(n)`` is called as texts are embedded (corpus then queries; n_docs + n_queries in all).
+    ``engine``: None embeds and searches here; an :class:`evalfast.distributed.RayEngine` does both on a cluster.
 
     Example::
 
@@ -145,10 +151,16 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
     """
     check_config(config, golden)
     start = time.perf_counter()
-    docs = embed(encoder, golden.doc_texts, cache, on_progress)
-    queries = embed(encoder, golden.query_texts, cache, on_progress)
+    if engine is None:
+        docs = embed(encoder, golden.doc_texts, cache, on_progress)
+        queries = embed(encoder, golden.query_texts, cache, on_progress)
+        query_vectors = queries.vectors
+    else:
+        docs, queries = engine.embed(golden.doc_texts), engine.embed(golden.query_texts)
+        query_vectors = queries.vectors.dense()
     embed_seconds = time.perf_counter() - start
-    scored = score_vectors(golden, docs.vectors, queries.vectors, config, encoder.config.device)
+    scored = score_vectors(golden, docs.vectors, query_vectors, config, encoder.config.device,
+                           engine.search if engine is not None else None)
     return EvalResult(
         model=str(encoder.folder),
         model_sha256=encoder.graph_sha256,

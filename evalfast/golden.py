@@ -249,3 +249,15 @@ def _read_beir_qrels(path: Path, query_ids: list[str], doc_ids: list[str]) -> Qr
     keys = np.asarray(list(judged), np.int64).reshape(-1, 2)
     relevance = np.asarray([rel for rel, _ in judged.values()], np.float64)
     return Qrels(query=keys[:, 0], doc=keys[:, 1], relevance=relevance, n_queries=len(query_ids), n_docs=len(doc_ids))
+
+
+def select_queries(golden: GoldenSet, keep: np.ndarray, source: Path | None = None) -> GoldenSet:
+    """The golden set restricted to the queries where ``keep`` (bool (n_queries,)) is true, with the whole corpus;
+    judgments are re-indexed (qrels protocol; pairs rows are dropped)."""
+    new_index = np.cumsum(keep) - 1
+    rows = keep[golden.qrels.query]
+    qrels = Qrels(query=new_index[golden.qrels.query[rows]], doc=golden.qrels.doc[rows],
+                  relevance=golden.qrels.relevance[rows], n_queries=int(keep.sum()), n_docs=golden.n_docs)
+    kept = np.flatnonzero(keep)
+    return GoldenSet(source or golden.source, [golden.query_ids[i] for i in kept], [golden.query_texts[i] for i in kept],
+                     golden.doc_ids, golden.doc_texts, qrels)

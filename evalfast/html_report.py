@@ -593,3 +593,70 @@ def render_html(document: dict) -> str:
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>evalfast comparison report, {esc(document.get('date'))}</title><style>{CSS}</style></head>"
             f"<body>{''.join(body)}</body></html>\n")
+
+
+# ---------------------------------------------------------------- latency report
+
+
+def latency_chart(load: Mapping[str, Any]) -> str:
+    """Histogram of request latencies (from each request's scheduled time), lines at p50 and p99."""
+    histogram = load.get("histogram") or {}
+    edges, counts = list(histogram.get("edges_ms") or [0.0, 1.0]), list(histogram.get("counts") or [0])
+    x_ticks, y_ticks = nice_ticks(edges[0], edges[-1]), nice_ticks(0.0, max(counts, default=0))
+    frame = plot_frame((x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1]))
+    parts = [axes(frame, numeric_ticks(x_ticks), numeric_ticks(y_ticks), "latency (ms)", "requests"),
+             histogram_bars(frame, edges, counts, PALETTE[0], 0.8)]
+    entries = []
+    for name, colour in (("p50", PALETTE[2]), ("p99", PALETTE[3])):
+        value = finite((load.get("latency_ms") or {}).get(name))
+        if value is not None:
+            parts.append(line(frame.x(value), frame.top, frame.x(value), frame.bottom, colour, 2, dashed=True))
+            entries.append((f"{name} {value:.2f} ms", colour))
+    return chart("latency", "".join(parts), "Latency distribution", entries)
+
+
+def sweep_chart(sweep: Mapping[str, Any]) -> str:
+    """p99 latency against the offered rate, with the bound."""
+    tried = sorted(sweep.get("tried") or [], key=lambda t: t["qps"])
+    points = [(float(t["qps"]), float(t["p99_ms"])) for t in tried if finite(t.get("p99_ms")) is not None]
+    bound = float(sweep.get("p99_bound_ms") or 0.0)
+    x_ticks = nice_ticks(0.0, max((x for x, _ in points), default=1.0))
+    y_ticks = nice_ticks(0.0, max([y for _, y in points] + [bound]))
+    frame = plot_frame((x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1]))
+    parts = [axes(frame, numeric_ticks(x_ticks), numeric_ticks(y_ticks), "offered rate (queries/s)", "p99 (ms)"),
+             line(frame.left, frame.y(bound), frame.right, frame.y(bound), PALETTE[3], 1.5, dashed=True),
+             polyline([(frame.x(x), frame.y(y)) for x, y in points], PALETTE[0]),
+             *(marker(frame.x(x), frame.y(y), PALETTE[0]) for x, y in points)]
+    return chart("sweep", "".join(parts), "p99 latency by offered rate",
+                 [("p99 at each rate tried", PALETTE[0]), (f"bound {bound:g} ms", PALETTE[3])])
+
+
+def render_latency_html(document: dict) -> str:
+    """A latency report: what was measured, the percentiles, the distribution and the sweep, self-contained."""
+    index, quality, load, settings = document["index"], document["quality"], document["load"], document["settings"]
+    k = quality.get("k")
+    facts_rows = [("Date", document.get("date")), ("Command", document.get("command")),
+                  ("Model", f"{document['model']['path']} ({document['model']['precision']} on "
+                            f"{document['model']['device']}, {document['model']['threads']} thread(s))"),
+                  ("Index", f"{index['factory']} over {index['documents']:,} "
+                            f"{'synthetic ' if index['synthetic'] else ''}documents, "
+                            f"{index['size_bytes'] / 2**20:,.1f} MiB, built in {index['build_seconds']:.1f} s"),
+                  (f"Recall@{k}", number(quality.get(f"recall@{k}"))),
+                  (f"nDCG@{k} change", number(quality.get(f"ndcg@{k}_change"), signed=True)),
+                  ("Load", f"{settings['arrival']} arrivals at {settings['qps']:g}/s for "
+                           f"{settings['duration_seconds']:g} s, {settings['concurrency']} worker(s); "
+                           f"{load['completed']} of {load['requests']} answered, {load['errors']} errors, "
+                           f"{number(load.get('achieved_qps'))}/s achieved")]
+    columns = ["p50", "p90", "p99", "p99.9", "max", "mean"]
+    rows = [[name, *(number((load.get(key) or {}).get(c)) for c in columns)]
+            for name, key in (("total", "latency_ms"), ("embedding", "embed_ms"), ("search", "search_ms"),
+                              ("queued", "queued_ms"))]
+    plots = [figure(latency_chart(load), "Latency of each request, from its scheduled time (queueing included).")]
+    if document.get("sweep"):
+        plots.append(figure(sweep_chart(document["sweep"]), "p99 latency at each rate the sweep tried."))
+    body = [section("evalfast latency report", facts(facts_rows)),
+            section("Latency (ms)", table(["", *columns], rows)), section("Plots", figures(plots))]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+            f"<title>evalfast latency report, {esc(document.get('date'))}</title><style>{CSS}</style></head>"
+            f"<body>{''.join(body)}</body></html>\n")

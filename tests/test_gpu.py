@@ -53,3 +53,15 @@ def test_cuda_search_gives_the_cpu_run():
     on_cpu, on_gpu = search(docs, queries, 100, tie_rank), search(docs, queries, 100, tie_rank, device="cuda")
     np.testing.assert_array_equal(on_gpu.doc_ids, on_cpu.doc_ids)
     np.testing.assert_array_equal(on_gpu.scores, on_cpu.scores)
+
+
+def test_finetune_trains_on_cuda(tiny_model, tmp_path):
+    import torch
+
+    from evalfast.finetune import FinetuneConfig, finetune
+
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA device")
+    result = finetune(str(tiny_model), HANDWRITTEN, tmp_path / "tuned", FinetuneConfig(epochs=1, lr=1e-3, device="cuda"),
+                      cache_root=tmp_path / "cache")
+    assert (result.output / "model.onnx").is_file() and result.finetuned.counts["queries_evaluated"] > 0

@@ -45,13 +45,13 @@ def rag_metrics(judged: Judged, run_doc_ids: np.ndarray, qrels: Qrels, doc_vecto
                 threshold: float) -> dict[str, np.ndarray]:
     """Per-query float64 (n_queries,) values of the four metrics at cutoff ``k`` (capped at the run's depth).
 
-    ``doc_vectors`` float32 (n_docs, dim) unit vectors; ``run_doc_ids`` int64 (n_queries, depth).
+    ``doc_vectors`` float32 (n_docs, dim) unit vectors (anything indexable by an id array); ``run_doc_ids`` int64
+    (n_queries, depth).
     """
     k = min(k, run_doc_ids.shape[1])
     retrieved = run_doc_ids[:, :k]
     references, has_reference = _reference_matrix(qrels)
-    docs = np.asarray(doc_vectors, np.float32)
-    cosines = np.einsum("qkd,qrd->qkr", docs[np.maximum(retrieved, 0)], docs[np.maximum(references, 0)])
+    cosines = np.einsum("qkd,qrd->qkr", doc_vectors[np.maximum(retrieved, 0)], doc_vectors[np.maximum(references, 0)])
     close = (cosines >= threshold) & has_reference[:, None, :] & (retrieved >= 0)[:, :, None]
     n_references = has_reference.sum(axis=1)
     found = np.divide(close.any(axis=1).sum(axis=1), n_references, out=np.zeros(len(retrieved)),
