@@ -48,12 +48,22 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     try:
         yield tmp
         if final.exists() and overwrite:
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, final)
         else:
             os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_dir(new: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Move the complete folder ``new`` to ``final``, replacing an existing ``final`` only at that moment."""
+    new, final = Path(new), Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if not final.exists():
+        os.replace(new, final)
+        return
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(final, old)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)

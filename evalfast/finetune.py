@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_text
+from .atomic import replace_dir, write_text
 from .compare import StatSettings, compare_results
 from .compare_report import comparison_document, comparison_markdown
 from .encoder import Encoder
@@ -322,7 +322,7 @@ def finetune(base: str, golden_path: Path, output: Path, config: FinetuneConfig 
     _write_reports(final / REPORT_FOLDER, document)
     write_text(final / "README.md", _model_card(base, Path(golden_path), splits, config, len(pairs), document,
                                                 train_seconds, output))
-    _publish(final, output)
+    replace_dir(final, output)
     shutil.rmtree(staging, ignore_errors=True)
     return FinetuneResult(output, results[0], results[1], document, train_seconds)
 
@@ -334,17 +334,3 @@ def _write_reports(folder: Path, document: dict) -> None:
     write_text(folder / "comparison.json", dumps(document))
     write_text(folder / "comparison.md", comparison_markdown(document))
     write_text(folder / "comparison.html", render_html(document))
-
-
-def _publish(final: Path, output: Path) -> None:
-    """Move the finished folder into place, replacing an old ``output`` only now that the new one is complete."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.exists():
-        old = output.with_name(f".{output.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(output, old)
-        os.replace(final, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(final, output)
-
