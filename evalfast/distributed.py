@@ -24,8 +24,8 @@ from .atomic import atomic_path, write_text
 from .embeddings import Embeddings
 from .encoder import Encoder, EncoderConfig
 from .errors import EvalfastError
-from .index import TIE_MARGIN, exact_scores
-from .run import Run, order_like_trec_eval
+from .index import search
+from .run import Run
 
 SHARD_SIZE = 4096
 INSTALL_HINT = "--engine ray needs Ray: pip install 'evalfast[ray]'"
@@ -66,22 +66,27 @@ def _shard_paths(folder: Path, index: int) -> tuple[Path, Path]:
 
 
 def _shard_done(folder: Path, index: int, meta: dict) -> bool:
+    """True when the shard is written and was made from the same texts by the same model."""
     vectors, header = _shard_paths(folder, index)
-    return vectors.is_file() and header.is_file() and json.loads(header.read_text()) == meta
+    if not (vectors.is_file() and header.is_file()):
+        return False
+    written = json.loads(header.read_text())
+    return all(written.get(key) == value for key, value in meta.items())
 
 
 class _EmbedWorker:
-    """One warm encoder; embeds a shard and writes it atomically (vectors first, the header last)."""
+    """One warm encoder; embeds a shard and writes it atomically (vectors first, then the header with the
+    shard's token counts)."""
 
     def __init__(self, folder: str, config: EncoderConfig):
         self.encoder = Encoder(folder, config)
 
     def embed(self, shard_dir: str, index: int, texts: list[str], meta: dict) -> int:
         vectors_path, header_path = _shard_paths(Path(shard_dir), index)
-        vectors = self.encoder.encode(texts).vectors
+        encoded = self.encoder.encode(texts)
         with atomic_path(vectors_path) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, vectors)
-        write_text(header_path, json.dumps(meta))
+            np.save(handle, encoded.vectors)
+        write_text(header_path, json.dumps(meta | {"tokens": encoded.n_tokens, "truncated": encoded.n_truncated}))
         return index
 
 
@@ -94,6 +99,9 @@ class ShardedEmbedding:
     shard_size: int
     embedded: int  # shards embedded by this run
     skipped: int  # shards found finished
+    texts_embedded: int  # texts in the shards embedded by this run
+    n_tokens: int  # after truncation, summed from the shard headers
+    n_truncated: int
 
 
 def embed_on_ray(encoder: Encoder, texts: Sequence[str], shard_dir: Path, actors: int = 2,
@@ -126,7 +134,9 @@ def embed_on_ray(encoder: Encoder, texts: Sequence[str], shard_dir: Path, actors
                 on_shard(index, handles)
         for handle in handles:
             ray.kill(handle)
-    return ShardedEmbedding(shard_dir, len(texts), shard_size, len(todo), len(metas) - len(todo))
+    headers = [json.loads(_shard_paths(shard_dir, i)[1].read_text()) for i in range(len(metas))]
+    return ShardedEmbedding(shard_dir, len(texts), shard_size, len(todo), len(metas) - len(todo),
+                            sum(metas[i]["count"] for i in todo), sum(h["tokens"] for h in headers), sum(h["truncated"] for h in headers))
 
 
 class ShardedVectors:
@@ -167,37 +177,27 @@ def _shard_candidates(path: str, first: int, queries: np.ndarray, depth: int) ->
 
 
 def search_on_ray(sharded: ShardedEmbedding, query_vectors: np.ndarray, k: int, tie_rank: np.ndarray) -> Run:
-    """Top-``k`` per query over the sharded corpus: candidates per shard on the cluster, merged, rescored exactly
-    and ordered like trec_eval on the driver (the local engine's rules; wide ties fall back to a full pass)."""
+    """Top-``k`` per query over the sharded corpus: candidates per shard on the cluster, merged on the driver,
+    then :func:`evalfast.index.search`'s exact rescoring and trec_eval tie order, as the local engine does."""
     import faiss
 
-    from .index import _rank_every_document
-
     ray = require_ray()
-    queries = np.ascontiguousarray(query_vectors, np.float32)
-    n_docs = sharded.n_texts
-    k = min(k, n_docs)
-    depth = min(n_docs, k + TIE_MARGIN)
     task = ray.remote(num_cpus=1, max_retries=3)(_shard_candidates)
-    queries_ref = ray.put(queries)
-    futures = [task.remote(str(_shard_paths(sharded.folder, i)[0]), first, queries_ref, depth)
-               for i, first in enumerate(range(0, n_docs, sharded.shard_size))]
-    heap = faiss.ResultHeap(len(queries), depth, keep_max=True)
-    for scores, ids in ray.get(futures):
-        padded_scores = np.full((len(queries), depth), -np.inf, np.float32)
-        padded_ids = np.full((len(queries), depth), -1, np.int64)
-        padded_scores[:, : scores.shape[1]], padded_ids[:, : ids.shape[1]] = scores, ids
-        heap.add_result(padded_scores, padded_ids)
-    heap.finalize()
-    docs = ShardedVectors(sharded)
-    run = order_like_trec_eval(heap.I, exact_scores(queries, docs, heap.I), tie_rank)
-    doc_ids, scores = run.doc_ids[:, :k].copy(), run.scores[:, :k].copy()
-    if 0 < k and depth < n_docs:
-        open_rows = np.flatnonzero(run.scores[:, k - 1] == run.scores[:, -1])
-        if open_rows.size:
-            full = _rank_every_document(docs, queries[open_rows], k, tie_rank)
-            doc_ids[open_rows], scores[open_rows] = full.doc_ids, full.scores
-    return Run(doc_ids, scores)
+
+    def candidates(queries: np.ndarray, depth: int) -> np.ndarray:
+        queries_ref = ray.put(queries)
+        futures = [task.remote(str(_shard_paths(sharded.folder, i)[0]), first, queries_ref, depth)
+                   for i, first in enumerate(range(0, sharded.n_texts, sharded.shard_size))]
+        heap = faiss.ResultHeap(len(queries), depth, keep_max=True)
+        for scores, ids in ray.get(futures):
+            padded_scores = np.full((len(queries), depth), -np.inf, np.float32)
+            padded_ids = np.full((len(queries), depth), -1, np.int64)
+            padded_scores[:, : scores.shape[1]], padded_ids[:, : ids.shape[1]] = scores, ids
+            heap.add_result(padded_scores, padded_ids)
+        heap.finalize()
+        return heap.I
+
+    return search(ShardedVectors(sharded), query_vectors, k, tie_rank, candidates=candidates)
 
 
 @dataclass(frozen=True)
@@ -217,10 +217,9 @@ class RayEngine:
         started = time.perf_counter()
         folder = Path(self.shard_root) / f"{self.encoder.fingerprint[:16]}-{texts_hash(texts)[:16]}"
         sharded = embed_on_ray(self.encoder, texts, folder, self.actors, on_shard=self.on_shard)
-        n_tokens, n_truncated = self.encoder.token_stats(texts)
-        embedded_texts = min(len(texts), sharded.embedded * sharded.shard_size)
-        return Embeddings(ShardedVectors(sharded), len(texts), embedded_texts, len(texts) - embedded_texts, n_tokens,
-                          n_truncated, time.perf_counter() - started)
+        return Embeddings(ShardedVectors(sharded), len(texts), sharded.texts_embedded,
+                          len(texts) - sharded.texts_embedded,
+                          sharded.n_tokens, sharded.n_truncated, time.perf_counter() - started)
 
     @staticmethod
     def search(doc_vectors: ShardedVectors, query_vectors: np.ndarray, k: int, tie_rank: np.ndarray) -> Run:

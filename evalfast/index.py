@@ -12,6 +12,9 @@ reaches past the candidates is resolved against every document, again reading th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 
 from .run import Run, order_like_trec_eval
@@ -135,20 +138,24 @@ def _rank_every_document(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: 
 
 
 def search(doc_vectors: np.ndarray, query_vectors: np.ndarray, k: int, tie_rank: np.ndarray,
-           device: str = "cpu") -> Run:
+           device: str = "cpu", candidates: Callable[[np.ndarray, int], np.ndarray] | None = None) -> Run:
     """Top-``k`` documents per query by inner product (cosine for unit vectors), best first.
 
     doc_vectors float32 (n_docs, dim), an array or a read-only np.memmap (read in blocks, never copied whole);
     query_vectors float32 (n_queries, dim); ``k`` is capped at n_docs. Equal scores are ordered as trec_eval
     orders them (``tie_rank``, see :func:`descending_name_rank`). ``device`` "cuda" finds the candidates on the
     GPU (onnxruntime-gpu); rescoring and tie-breaking stay on the CPU, so both devices return the same run.
+    ``candidates(queries, depth)``, when given, finds the int64 (n_queries, depth) candidates instead (the Ray
+    engine searches its shards so); doc_vectors then only needs to be indexable by id arrays.
     """
-    doc_vectors = np.asarray(doc_vectors)  # a memmap stays a view of the file
     query_vectors = np.ascontiguousarray(query_vectors, np.float32)
+    if candidates is None:
+        doc_vectors = np.asarray(doc_vectors)  # a memmap stays a view of the file
+        candidates = partial(_candidates, doc_vectors, device=device)
     n_docs = len(doc_vectors)
     k = min(k, n_docs)
     depth = min(n_docs, k + TIE_MARGIN)
-    ids = _candidates(doc_vectors, query_vectors, depth, device)
+    ids = candidates(query_vectors, depth)
     run = order_like_trec_eval(ids, exact_scores(query_vectors, doc_vectors, ids), tie_rank)
     doc_ids, scores = run.doc_ids[:, :k].copy(), run.scores[:, :k].copy()
     if 0 < k and depth < n_docs:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
 from click.testing import CliRunner
 
-from conftest import HANDWRITTEN, REPO, SEED_CSV
+from conftest import HANDWRITTEN, REPO, SEED_CSV, needs_seed_csv
 from evalfast.cli import cli
 from evalfast.golden import load_golden
 
@@ -41,7 +40,7 @@ def test_check_exits_1_on_errors_and_writes_json(tmp_path):
     assert report["exit_status"] == 1 and report["counts"]["errors"] == 1
 
 
-@pytest.mark.skipif(not SEED_CSV.is_file(), reason="the seed's CSV lives outside this repository")
+@needs_seed_csv
 def test_convert_the_seed_csv_to_beir_and_back(tmp_path):
     assert invoke("golden", "convert", SEED_CSV, "-o", tmp_path / "seed", "--to", "beir").exit_code == 0
     seed = load_golden(tmp_path / "seed")

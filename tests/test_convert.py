@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HANDWRITTEN, SEED_CSV, write_file
+from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv, write_file
 from evalfast.beir import Judgment, write_beir
 from evalfast.convert import convert_golden
 from evalfast.errors import EvalfastError, GoldenSetError
@@ -90,6 +90,7 @@ def seed_rows(path: Path) -> list[tuple[str, str, float]]:
     return [(r["query"], r["context"], float(r["relevance"])) for r in csv_rows(path)]
 
 
+@needs_seed_csv
 def test_seed_csv_to_beir_to_csv_keeps_every_row(tmp_path: Path) -> None:
     rows = seed_rows(SEED_CSV)
     relevance_by_pair: dict[tuple[str, str], set[float]] = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HANDWRITTEN, SEED_CSV, write_file
+from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv, write_file
 from evalfast.errors import EvalfastError, GoldenSetError
 from evalfast.golden import GoldenSet, load_golden
 
@@ -102,7 +102,7 @@ def test_jsonl_skips_blank_lines_and_accepts_string_relevance(tmp_path: Path) ->
     assert rows(golden) == [(0, 0, 1.0), (0, 1, 0.0)]
 
 
-@pytest.mark.skipif(not SEED_CSV.is_file(), reason="the seed's CSV is not in this checkout")
+@needs_seed_csv
 def test_seed_csv_loads() -> None:
     golden = load_golden(SEED_CSV)
     assert len(golden.pairs.query) == 532  # every row kept for the pairs protocol

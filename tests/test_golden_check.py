@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HANDWRITTEN, SEED_CSV, write_file
+from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv, write_file
 from evalfast.beir import Judgment, write_beir
 from evalfast.golden_check import (MAX_LISTED, CheckReport, check_golden, format_report, near_duplicate_pairs,
                                    normalise, report_json)
@@ -261,6 +261,7 @@ def test_handwritten_set_has_no_errors() -> None:
     assert report.counts["queries"] > 0 and report.counts["documents"] > 0
 
 
+@needs_seed_csv
 def test_seed_csv_has_no_errors() -> None:
     report = check_golden(SEED_CSV)
     assert report.errors == [] and report.exit_status() == 0

@@ -7,7 +7,7 @@ import pytest
 import pytrec_eval
 from click.testing import CliRunner
 
-from conftest import HANDWRITTEN, SEED_CSV
+from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv
 from evalfast.cli import cli
 from evalfast.encoder import Encoder
 from evalfast.evaluate import EvalConfig, evaluate
@@ -50,7 +50,7 @@ def test_eval_matches_pytrec_eval_on_a_sentence_transformers_run(minilm_export, 
         assert result.metrics[name] == pytest.approx(value, abs=1e-9), name
 
 
-@pytest.mark.skipif(not SEED_CSV.is_file(), reason="the seed's CSV lives outside this repository")
+@needs_seed_csv
 def test_pairs_protocol_gives_back_the_seeds_figures(minilm_export):
     result = evaluate(Encoder(minilm_export), load_golden(SEED_CSV), EvalConfig(protocol="pairs"))
     got = [round(result.metrics[key], 3) for key in ("precision@1", "precision@3", "precision@5", "mrr", "ndcg@5")]
