@@ -1,12 +1,14 @@
 """Production-like latency: evalfast's single-query path over a million-document HNSW index, against
 sentence-transformers encode plus a FAISS flat index, under the same open-loop load in one process.
 
-    python benchmarks/bench_latency.py                        # 1,000,000 docs, 50 queries/s, 30 s per peer
+    python benchmarks/harvest_passages.py -o passages.txt       # real distractors from this machine's docs
+    python benchmarks/bench_latency.py --distractors passages.txt   # 1,000,000 docs, 50 queries/s, 2 workers
     python benchmarks/bench_latency.py --docs 200000 --duration 10
 
-The corpus is synthetic (evalfast.latency.synthetic_corpus: mixes of two real documents of the hand-written set
-plus noise) because nothing here can embed a million real documents; the queries are the set's real queries,
-embedded one at a time inside each request. Peers, in alternating order:
+The index holds the hand-written set's 320 documents, then the ``--distractors`` (real passages, embedded once
+and cached), then synthetic documents drawn around all of those (evalfast.latency.synthetic_corpus) up to
+``--docs``; the queries are the set's real queries, embedded one at a time inside each request. Peers, in
+alternating order, each with ``--concurrency`` workers:
   * evalfast: ``Encoder.encode_one`` (onnxruntime, ``--precision``, one thread) + FAISS HNSW (M 32, efSearch
     ``--ef-search``) over ``--docs`` documents; recall@10 measured against exact search;
   * sentence-transformers: ``SentenceTransformer.encode([query])`` (torch fp32) + ``faiss.IndexFlatIP`` over the
@@ -24,17 +26,24 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from bench_embed import DEFAULT_EXPORT, GOLDEN, RESULTS_DIR, load_average, positive_int, report_header
 
 from evalfast.atomic import write_text
+from evalfast.cache import EmbeddingCache, default_cache_dir
+from evalfast.embeddings import embed
 from evalfast.encoder import Encoder, EncoderConfig
 from evalfast.golden import load_golden
-from evalfast.latency import (IndexSpec, arrival_times, build_index, index_quality, query_server, run_load,
-                              summarize_load, synthetic_corpus)
+from evalfast.index import search
+from evalfast.latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, query_server,
+                              recall_by_ef_search, run_load, summarize_load)
 from evalfast.precision import ensure_variant
+from evalfast.progress import progress_bar
 from evalfast.report import dumps
 
 GOAL_P99_MS, GOAL_RECALL = 10.0, 0.95
+EF_VALUES = [16, 32, 64, 128, 256, 512]
 PACKAGES = ("numpy", "onnxruntime", "faiss-cpu", "torch", "sentence-transformers", "tokenizers", "evalfast")
 
 
@@ -43,10 +52,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--export", type=Path, default=DEFAULT_EXPORT)
     parser.add_argument("--precision", default="int8", help="evalfast's precision (default: int8)")
     parser.add_argument("--docs", type=positive_int, default=1_000_000)
+    parser.add_argument("--distractors", type=Path, help="real passages to index beside the golden corpus, one a line")
+    parser.add_argument("--held-out", type=int, default=1000,
+                        help="distractors kept out of the index, as in-domain queries for recall (default: 1000)")
+    parser.add_argument("--concurrency", type=positive_int, default=2, help="serving workers (default: 2)")
     parser.add_argument("--peer-docs", type=positive_int, default=100_000)
     parser.add_argument("--qps", type=float, default=50.0)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per peer (default: 30)")
     parser.add_argument("--ef-search", type=positive_int, default=64)
+    parser.add_argument("--ef-construction", type=positive_int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -73,12 +87,24 @@ def main(argv: list[str] | None = None) -> int:
     golden = load_golden(GOLDEN)
     ensure_variant(args.export, args.precision)
     encoder = Encoder(args.export, EncoderConfig(precision=args.precision, threads=1))
-    real_docs = encoder.encode(golden.doc_texts).vectors
-    queries = encoder.encode(golden.query_texts).vectors
-    corpus = synthetic_corpus(real_docs, args.docs, args.seed)
+    cache = EmbeddingCache(default_cache_dir(), encoder.fingerprint)
+    passages = args.distractors.read_text(encoding="utf-8").splitlines() if args.distractors else []
+    order = np.random.default_rng(args.seed).permutation(len(passages))
+    held_out = [passages[i] for i in np.sort(order[: args.held_out])]
+    distractors = [passages[i] for i in np.sort(order[args.held_out:])]
+    with progress_bar(golden.n_docs + len(passages), "embedding the corpus") as bar:
+        real_docs = embed(encoder, golden.doc_texts + distractors, cache, bar.update).vectors
+        query_sets = {"golden queries": embed(encoder, golden.query_texts, cache).vectors}
+        if held_out:
+            query_sets["held-out passages"] = embed(encoder, held_out, cache, bar.update).vectors
+    corpus = latency_corpus(real_docs, args.docs, args.seed)
     print(f"building HNSW32 over {args.docs:,} documents ...", file=sys.stderr, flush=True)
-    built = build_index(corpus, IndexSpec("hnsw", ef_search=args.ef_search), args.seed)
-    quality = index_quality(built.index, corpus, queries, None, 10)
+    built = build_index(corpus, IndexSpec("hnsw", ef_search=args.ef_search, ef_construction=args.ef_construction),
+                        args.seed)
+    quality = index_quality(built.index, corpus, query_sets["golden queries"], golden, 10)
+    recall_curves = {name: recall_by_ef_search(built.index, queries, search(corpus, queries, 10,
+                                                                           np.arange(len(corpus))).doc_ids, EF_VALUES)
+                     for name, queries in query_sets.items()}
 
     model = SentenceTransformer(source_model(args.export), device="cpu")
     flat = faiss.IndexFlatIP(corpus.shape[1])
@@ -92,15 +118,19 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name in (list(servers) if args.seed % 2 == 0 else list(servers)[::-1]):
         print(f"  {name}: {len(times)} requests at {args.qps:g}/s ...", file=sys.stderr, flush=True)
-        results[name] = summarize_load(run_load(servers[name], golden.n_queries, times, concurrency=1))
+        results[name] = summarize_load(run_load(servers[name], golden.n_queries, times, args.concurrency))
 
     ours, peer = results["evalfast"]["latency_ms"], results["sentence-transformers + flat"]["latency_ms"]
     met = ours["p99"] <= GOAL_P99_MS and quality["recall@10"] >= GOAL_RECALL
     command = shlex.join(["python", "benchmarks/bench_latency.py", *(sys.argv[1:] if argv is None else argv)])
     doc = report_header("latency", started, command, load_before, load_average(), PACKAGES) | {
-        "docs": args.docs, "peer_docs": args.peer_docs, "qps": args.qps, "duration": args.duration,
+        "docs": args.docs, "composition": {"golden": golden.n_docs, "distractors": len(distractors),
+                                           "synthetic": args.docs - len(real_docs)},
+        "concurrency": args.concurrency, "held_out": len(held_out), "recall@10_by_ef_search": recall_curves,
+        "peer_docs": args.peer_docs, "qps": args.qps, "duration": args.duration,
         "precision": args.precision, "index": {"factory": built.factory, "build_seconds": built.build_seconds,
-                                               "size_bytes": built.size_bytes, "ef_search": args.ef_search},
+                                               "size_bytes": built.size_bytes, "ef_search": args.ef_search,
+                                               "ef_construction": args.ef_construction},
         "quality": quality, "results": results, "p99_ratio_peer_over_evalfast": peer["p99"] / ours["p99"],
         "goal": {"p99_ms": GOAL_P99_MS, "recall@10": GOAL_RECALL, "met": met}}
     rows = [f"| {name} | {r['latency_ms']['p50']:.2f} | {r['latency_ms']['p90']:.2f} | {r['latency_ms']['p99']:.2f} "
@@ -108,9 +138,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['search_ms']['p50']:.2f} | {r['achieved_qps']:.1f} |" for name, r in results.items()]
     print("| peer | p50 ms | p90 | p99 | p99.9 | max | embed p50 | search p50 | achieved/s |\n|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    print("\n| recall@10 by efSearch | " + " | ".join(map(str, EF_VALUES)) + " |\n|---|" + "---:|" * len(EF_VALUES))
+    for name, curve in recall_curves.items():
+        print(f"| {name} | " + " | ".join(f"{recall:.3f}" for recall in curve.values()) + " |")
     print(f"\nHNSW over {args.docs:,} docs: built in {built.build_seconds:.0f} s, {built.size_bytes / 2**20:,.0f} MiB, "
-          f"recall@10 {quality['recall@10']:.4f}; peer p99 / evalfast p99 = {doc['p99_ratio_peer_over_evalfast']:.1f}x; "
-          f"goal {'met' if met else 'NOT met'}")
+          f"recall@10 {quality['recall@10']:.4f}, nDCG@10 change {quality['ndcg@10_change']:+.4f}; "
+          f"peer p99 / evalfast p99 = {doc['p99_ratio_peer_over_evalfast']:.1f}x; goal {'met' if met else 'NOT met'}")
     out = RESULTS_DIR / f"latency-{started:%Y%m%d-%H%M%S}.json"
     write_text(out, dumps(doc))
     print(f"wrote {out}", file=sys.stderr)

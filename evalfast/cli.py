@@ -477,6 +477,8 @@ def parse_duration(_ctx, _param, value: str) -> float:
               help="flat, hnsw, ivf, ivfpq, pq, sq8, or a FAISS factory string (e.g. 'HNSW64,Flat').")
 @click.option("--hnsw-m", default=32, show_default=True, type=click.IntRange(min=2), help="HNSW links per node.")
 @click.option("--ef-search", default=64, show_default=True, type=click.IntRange(min=1), help="HNSW search depth.")
+@click.option("--ef-construction", default=40, show_default=True, type=click.IntRange(min=1),
+              help="HNSW build depth: higher builds slower and finds more at the same --ef-search.")
 @click.option("--nlist", default=None, type=click.IntRange(min=1), help="IVF lists [default: 4 sqrt(documents)].")
 @click.option("--nprobe", default=16, show_default=True, type=click.IntRange(min=1), help="IVF lists searched.")
 @click.option("--qps", default=50.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
@@ -487,16 +489,19 @@ def parse_duration(_ctx, _param, value: str) -> float:
 @click.option("--k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Hits per query.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="onnxruntime threads per query (one query at a time wants few).")
+@click.option("--distractors", type=click.Path(path_type=Path),
+              help="More real documents to index beside the golden corpus (text file or JSONL), judged not relevant.")
+@click.option("--field", default=None, help="JSONL field of --distractors holding the text [default: text].")
 @click.option("--synthetic-docs", default=None, type=click.IntRange(min=1),
-              help="Index this many synthetic documents (mixes of real ones plus noise) instead of the corpus.")
+              help="Grow the index to this many documents with synthetic ones drawn around the real ones.")
 @click.option("--sweep", "p99_bound", default=None, callback=lambda c, p, v: None if v is None else parse_duration(c, p, v),
               help="Find the highest rate whose p99 stays under this bound (e.g. 10ms), starting from --qps.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the arrivals and synthetic documents.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the whole report as JSON.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write the report with its latency plot.")
-def latency_command(model, device, precision, cache_dir, no_cache, golden, index_name, hnsw_m, ef_search, nlist,
-                    nprobe, qps, duration, concurrency, arrival, k, threads, synthetic_docs, p99_bound, seed,
-                    json_path, html_path):
+def latency_command(model, device, precision, cache_dir, no_cache, golden, index_name, hnsw_m, ef_search,
+                    ef_construction, nlist, nprobe, qps, duration, concurrency, arrival, k, threads, distractors,
+                    field, synthetic_docs, p99_bound, seed, json_path, html_path):
     """How fast one user's query is answered: an open-loop load of single queries, each embedded and searched.
 
     Arrivals follow the target rate (Poisson by default) and latency counts from each request's scheduled
@@ -512,20 +517,22 @@ def latency_command(model, device, precision, cache_dir, no_cache, golden, index
     from datetime import datetime, timezone
 
     from .html_report import render_latency_html
-    from .latency import (IndexSpec, arrival_times, build_index, index_quality, query_server, run_load,
-                          summarize_load, sweep, synthetic_corpus)
+    from .latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, query_server,
+                          run_load, summarize_load, sweep)
     from .latency_report import latency_document, latency_text
 
     golden_set = load_golden(golden)
+    extra_texts = read_texts(distractors, field) if distractors else []
     encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache, threads=threads)
-    docs = embed(encoder, golden_set.doc_texts, cache).vectors
+    with progress_bar(golden_set.n_docs + len(extra_texts), "embedding the corpus") as bar:
+        docs = embed(encoder, golden_set.doc_texts + extra_texts, cache, bar.update).vectors
     queries = embed(encoder, golden_set.query_texts, cache).vectors
-    corpus = docs if synthetic_docs is None else synthetic_corpus(docs, synthetic_docs, seed)
+    corpus = latency_corpus(docs, synthetic_docs, seed)
     if k > len(corpus):
         raise EvalfastError(f"--k {k}: the index holds only {len(corpus):,} documents")
     click.echo(f"building {index_name} over {len(corpus):,} documents ...", err=True)
-    built = build_index(corpus, IndexSpec(index_name, hnsw_m, ef_search, nlist, nprobe), seed)
-    quality = index_quality(built.index, corpus, queries, golden_set if synthetic_docs is None else None, k)
+    built = build_index(corpus, IndexSpec(index_name, hnsw_m, ef_search, ef_construction, nlist, nprobe), seed)
+    quality = index_quality(built.index, corpus, queries, golden_set, k)
     serve = query_server(encoder, built.index, golden_set.query_texts, k)
     for q in range(min(20, golden_set.n_queries)):  # warm the session and the index
         serve(q)
@@ -536,7 +543,8 @@ def latency_command(model, device, precision, cache_dir, no_cache, golden, index
     document = latency_document(
         command=shlex.join(["evalfast", *sys.argv[1:]]), date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         model=str(encoder.folder), precision=precision, device=device, threads=threads, golden=str(golden),
-        built=built, n_docs=len(corpus), synthetic=synthetic_docs is not None, quality=quality,
+        built=built, composition={"golden": golden_set.n_docs, "distractors": len(extra_texts),
+                                  "synthetic": len(corpus) - len(docs)}, quality=quality,
         settings={"qps": qps, "duration_seconds": duration, "concurrency": concurrency, "arrival": arrival, "k": k,
                   "seed": seed}, load=load, sweep=swept, p99_bound_ms=p99_bound * 1000 if p99_bound else None)
     click.echo(latency_text(document))

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .latency_report import index_summary
+
 # Okabe-Ito colours (colour-blind safe), the pale yellow left out for contrast on white
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000")
 RELEVANT_COLOUR, NON_RELEVANT_COLOUR = PALETTE[0], PALETTE[1]
@@ -638,9 +640,7 @@ def render_latency_html(document: dict) -> str:
     facts_rows = [("Date", document.get("date")), ("Command", document.get("command")),
                   ("Model", f"{document['model']['path']} ({document['model']['precision']} on "
                             f"{document['model']['device']}, {document['model']['threads']} thread(s))"),
-                  ("Index", f"{index['factory']} over {index['documents']:,} "
-                            f"{'synthetic ' if index['synthetic'] else ''}documents, "
-                            f"{index['size_bytes'] / 2**20:,.1f} MiB, built in {index['build_seconds']:.1f} s"),
+                  ("Index", index_summary(index)),
                   (f"Recall@{k}", number(quality.get(f"recall@{k}"))),
                   (f"nDCG@{k} change", number(quality.get(f"ndcg@{k}_change"), signed=True)),
                   ("Load", f"{settings['arrival']} arrivals at {settings['qps']:g}/s for "

@@ -41,6 +41,7 @@ class IndexSpec:
     name: str = "flat"  # a shorthand (INDEX_SHORTHANDS) or a FAISS factory string
     hnsw_m: int = 32
     ef_search: int = 64
+    ef_construction: int = 40  # FAISS's default; higher builds slower and links the graph better
     nlist: int | None = None  # IVF lists; None: 4 * sqrt(n_docs)
     nprobe: int = 16
     pq_m: int = 48  # PQ sub-quantizers (must divide the dimension)
@@ -58,6 +59,7 @@ class BuiltIndex:
 
     index: object  # faiss.Index
     factory: str
+    spec: IndexSpec
     build_seconds: float
     size_bytes: int  # serialized size, close to the memory it holds
 
@@ -80,6 +82,9 @@ def build_index(vectors: np.ndarray, spec: IndexSpec, seed: int = 0) -> BuiltInd
         except RuntimeError as err:
             raise EvalfastError(f"--index {factory!r}: FAISS cannot train it on {len(vectors):,} vectors "
                                 f"({str(err).splitlines()[0]}); use fewer lists or another index") from err
+    graph = getattr(faiss.downcast_index(index), "hnsw", None)
+    if graph is not None:
+        graph.efConstruction = spec.ef_construction
     index.add(np.ascontiguousarray(vectors, np.float32))
     parameters = faiss.ParameterSpace()
     for name, value in (("efSearch", spec.ef_search), ("nprobe", spec.nprobe)):
@@ -88,13 +93,26 @@ def build_index(vectors: np.ndarray, spec: IndexSpec, seed: int = 0) -> BuiltInd
         except RuntimeError:
             pass  # the parameter does not apply to this kind of index
     seconds = time.perf_counter() - start
-    return BuiltIndex(index, factory, seconds, int(faiss.serialize_index(index).size))
+    return BuiltIndex(index, factory, spec, seconds, int(faiss.serialize_index(index).size))
 
 
 def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
     """Mean share of each row of ``exact`` (int (n, k)) that ``found`` (int (n, k)) also holds."""
     hits = [len(set(f.tolist()) & set(e.tolist())) / max(1, len(e)) for f, e in zip(found, exact)]
     return float(np.mean(hits)) if hits else math.nan
+
+
+def recall_by_ef_search(index, queries: np.ndarray, exact_ids: np.ndarray, ef_values: list[int]) -> dict[int, float]:
+    """recall@k of an HNSW ``index`` against ``exact_ids`` (int (n, k)) at each efSearch; its own is restored."""
+    import faiss
+
+    parameters, own = faiss.ParameterSpace(), faiss.downcast_index(index).hnsw.efSearch
+    queries, k, recall = np.ascontiguousarray(queries, np.float32), exact_ids.shape[1], {}
+    for ef in ef_values:
+        parameters.set_index_parameter(index, "efSearch", ef)
+        recall[ef] = recall_at_k(index.search(queries, k)[1], exact_ids)
+    parameters.set_index_parameter(index, "efSearch", own)
+    return recall
 
 
 def synthetic_corpus(real: np.ndarray, n_docs: int, seed: int, noise: float = SYNTHETIC_NOISE) -> np.ndarray:
@@ -112,13 +130,28 @@ def synthetic_corpus(real: np.ndarray, n_docs: int, seed: int, noise: float = SY
     return out
 
 
+def latency_corpus(real: np.ndarray, n_docs: int | None, seed: int) -> np.ndarray:
+    """The documents to index: the real ones (float32 (n, dim), kept first and in order) followed by synthetic
+    ones drawn around them until there are ``n_docs`` (None: the real ones alone)."""
+    if n_docs is None or n_docs == len(real):
+        return real
+    if n_docs < len(real):
+        raise EvalfastError(f"--synthetic-docs {n_docs:,}: the real documents alone are {len(real):,}; "
+                            f"ask for more documents than that")
+    return np.concatenate([real, synthetic_corpus(real, n_docs - len(real), seed)])
+
+
 def index_quality(index, corpus: np.ndarray, queries: np.ndarray, golden, k: int) -> dict:
-    """recall@k of ``index`` against exact search for ``queries``, and with a golden set nDCG@k both ways."""
+    """recall@k of ``index`` against exact search for ``queries``; with a golden set, whose documents are the
+    corpus's first rows (the rest unjudged, so not relevant), nDCG@k both ways too."""
     from .index import search
     from .metrics import judge, ndcg
     from .run import descending_name_rank
 
-    tie_rank = descending_name_rank(golden.doc_ids) if golden is not None else np.arange(len(corpus))
+    n_named = len(golden.doc_ids) if golden is not None else 0
+    tie_rank = np.arange(len(corpus))  # unnamed documents tie after the golden set's, in corpus order
+    if golden is not None:
+        tie_rank[:n_named] = descending_name_rank(golden.doc_ids)
     exact = search(corpus, queries, k, tie_rank)
     found = index.search(np.ascontiguousarray(queries, np.float32), k)[1]
     quality = {"k": k, f"recall@{k}": recall_at_k(found, exact.doc_ids)}

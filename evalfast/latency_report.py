@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from .latency import PERCENTILES, BuiltIndex
 from .report import text_table
 
@@ -9,7 +11,7 @@ SCHEMA_VERSION = 1
 
 
 def latency_document(*, command: str, date: str, model: str, precision: str, device: str, threads: int, golden: str,
-                     built: BuiltIndex, n_docs: int, synthetic: bool, quality: dict, settings: dict, load: dict,
+                     built: BuiltIndex, composition: dict[str, int], quality: dict, settings: dict, load: dict,
                      sweep: list[dict] | None, p99_bound_ms: float | None) -> dict:
     """Everything about a latency run, machine-readable."""
     from .bench import machine
@@ -19,12 +21,26 @@ def latency_document(*, command: str, date: str, model: str, precision: str, dev
         "machine": machine(),
         "model": {"path": model, "precision": precision, "device": device, "threads": threads},
         "golden": golden,
-        "index": {"factory": built.factory, "documents": n_docs, "synthetic": synthetic,
+        "index": {"factory": built.factory, "spec": dataclasses.asdict(built.spec),
+                  "documents": sum(composition.values()), "composition": composition,
                   "build_seconds": built.build_seconds, "size_bytes": built.size_bytes},
         "quality": quality, "settings": settings, "load": load,
         "sweep": {"p99_bound_ms": p99_bound_ms, "tried": sweep,
                   "best_qps": max((t["qps"] for t in sweep if t["within_bound"]), default=None)} if sweep else None,
     }
+
+
+def index_summary(index: dict) -> str:
+    """What was indexed and what it cost, in one phrase."""
+    parts = ", ".join(f"{n:,} {name}" for name, n in index["composition"].items() if n)
+    spec, settings = index["spec"], []
+    if "HNSW" in index["factory"]:
+        settings += [f"efSearch {spec['ef_search']}", f"efConstruction {spec['ef_construction']}"]
+    if "IVF" in index["factory"]:
+        settings.append(f"nprobe {spec['nprobe']}")
+    factory = f"{index['factory']} ({', '.join(settings)})" if settings else index["factory"]
+    return (f"{factory} over {index['documents']:,} documents ({parts}): built in "
+            f"{index['build_seconds']:.1f} s, {index['size_bytes'] / 2**20:,.1f} MiB")
 
 
 def _ms(values: dict, key: str) -> str:
@@ -35,8 +51,7 @@ def latency_text(document: dict) -> str:
     """Index and quality, then the latency table (total, embedding, search, queueing) and the sweep."""
     index, quality, load, settings = document["index"], document["quality"], document["load"], document["settings"]
     k = quality["k"]
-    lines = [f"index   {index['factory']} over {index['documents']:,} {'synthetic ' if index['synthetic'] else ''}"
-             f"documents: built in {index['build_seconds']:.1f} s, {index['size_bytes'] / 2**20:,.1f} MiB",
+    lines = [f"index   {index_summary(index)}",
              f"quality recall@{k} {quality[f'recall@{k}']:.4f} against exact search"
              + (f"; nDCG@{k} {quality[f'ndcg@{k}_index']:.4f} (exact {quality[f'ndcg@{k}_exact']:.4f}, "
                 f"change {quality[f'ndcg@{k}_change']:+.4f})" if f"ndcg@{k}_index" in quality else ""),

@@ -13,8 +13,8 @@ from scipy import stats
 from conftest import HANDWRITTEN
 from evalfast.cli import cli
 from evalfast.errors import EvalfastError
-from evalfast.latency import (IndexSpec, arrival_times, build_index, index_quality, recall_at_k, run_load,
-                              summarize_load, synthetic_corpus)
+from evalfast.latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, recall_at_k,
+                              recall_by_ef_search, run_load, summarize_load, synthetic_corpus)
 
 
 def unit_rows(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -64,6 +64,36 @@ def test_indexes_report_recall_against_exact_search(name, floor):
     assert built.size_bytes > 0 and built.build_seconds >= 0
 
 
+def test_recall_by_ef_search_matches_faiss_searched_directly_and_restores_the_setting():
+    import faiss
+
+    corpus, queries = unit_rows(4000, seed=5), unit_rows(60, seed=6)
+    built = build_index(corpus, IndexSpec("hnsw", hnsw_m=8, ef_search=24))
+    flat = faiss.IndexFlatIP(corpus.shape[1])
+    flat.add(corpus)
+    exact = flat.search(queries, 10)[1]
+    reference = {}
+    for ef in (10, 40, 400):
+        built.index.hnsw.efSearch = ef  # faiss's own setting, searched directly
+        found = built.index.search(queries, 10)[1]
+        reference[ef] = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
+    built.index.hnsw.efSearch = 24
+    curve = recall_by_ef_search(built.index, queries, exact, [10, 40, 400])
+    assert curve == pytest.approx(reference)
+    assert curve[10] < curve[400] and curve[400] > 0.9
+    assert built.index.hnsw.efSearch == 24
+
+
+def test_ef_construction_reaches_the_faiss_graph_and_links_it_better():
+    corpus, queries = unit_rows(4000, seed=5), unit_rows(60, seed=6)
+    shallow, deep = (build_index(corpus, IndexSpec("hnsw", hnsw_m=4, ef_search=16, ef_construction=ef))
+                     for ef in (8, 200))
+    assert (shallow.index.hnsw.efConstruction, deep.index.hnsw.efConstruction) == (8, 200)
+    shallow_recall, deep_recall = (index_quality(built.index, corpus, queries, None, 10)["recall@10"]
+                                   for built in (shallow, deep))
+    assert deep_recall > shallow_recall
+
+
 def test_recall_is_the_share_of_exact_hits_found():
     exact = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
     assert recall_at_k(np.array([[4, 3, 9, 9], [5, 6, 7, 8]]), exact) == pytest.approx((0.5 + 1.0) / 2)
@@ -90,10 +120,38 @@ def test_cli_measures_the_bundled_set(tiny_export, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "lat.json").read_text())
     assert report["kind"] == "evalfast.latency" and report["index"]["factory"] == "HNSW32,Flat"
+    assert report["index"]["spec"]["ef_search"] == 64 and report["index"]["spec"]["ef_construction"] == 40
     assert report["quality"]["recall@10"] > 0.9 and "ndcg@10_change" in report["quality"]
     assert report["load"]["completed"] > 10 and {"p50", "p99", "p99.9", "max"} <= set(report["load"]["latency_ms"])
     assert 'data-plot="latency"' in (tmp_path / "lat.html").read_text()
     assert "p99.9" in result.output and "embedding" in result.output
+    assert "HNSW32,Flat (efSearch 64, efConstruction 40) over 320 documents (320 golden)" in result.output
+
+
+def test_the_corpus_keeps_the_real_documents_first_and_grows_to_the_size_asked():
+    real = unit_rows(40, seed=4)
+    assert latency_corpus(real, None, seed=0) is real
+    grown = latency_corpus(real, 300, seed=0)
+    assert grown.shape == (300, real.shape[1])
+    np.testing.assert_array_equal(grown[:40], real)
+    with pytest.raises(EvalfastError, match="--synthetic-docs 39: the real documents alone are 40"):
+        latency_corpus(real, 39, seed=0)
+
+
+def test_cli_indexes_distractors_and_synthetic_documents_beside_the_golden_corpus(tiny_export, tmp_path):
+    distractors = tmp_path / "more.txt"
+    distractors.write_text("A ledger of ships that never reached port.\nNotes on tuning a cello in winter.\n")
+    result = CliRunner().invoke(cli, ["latency", "-m", str(tiny_export), "-g", str(HANDWRITTEN), "--cache-dir",
+                                      str(tmp_path / "cache"), "--index", "flat", "--distractors", str(distractors),
+                                      "--synthetic-docs", "1000", "--qps", "40", "--duration", "0.5s", "--json",
+                                      str(tmp_path / "lat.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "lat.json").read_text())
+    assert report["index"]["composition"] == {"golden": 320, "distractors": 2, "synthetic": 678}
+    assert report["index"]["documents"] == 1000 and "320 golden, 2 distractors, 678 synthetic" in result.output
+    quality = report["quality"]
+    assert quality["recall@10"] == 1.0 and quality["ndcg@10_change"] == 0.0  # flat search is exact
+    assert 0 < quality["ndcg@10_exact"] <= 1
 
 
 def test_cli_sweep_finds_a_rate_within_the_bound(tiny_export, tmp_path):
@@ -110,6 +168,8 @@ def test_cli_sweep_finds_a_rate_within_the_bound(tiny_export, tmp_path):
     (["--index", "NoSuchIndex"], "--index 'NoSuchIndex'"),
     (["--k", "1000"], "--k 1000: the index holds only 320 documents"),
     (["--duration", "soon"], "--duration"),
+    (["--synthetic-docs", "100"], "--synthetic-docs 100: the real documents alone are 320"),
+    (["--distractors", "missing.txt"], "missing.txt: no such file"),
 ])
 def test_cli_bad_arguments_exit_2_with_one_clear_line(tiny_export, tmp_path, extra, message):
     result = CliRunner().invoke(cli, ["latency", "-m", str(tiny_export), "-g", str(HANDWRITTEN), "--cache-dir",
