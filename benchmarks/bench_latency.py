@@ -38,7 +38,7 @@ from evalfast.golden import load_golden
 from evalfast.index import search
 from evalfast.latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, query_server,
                               recall_by_ef_search, run_load, summarize_load)
-from evalfast.precision import ensure_variant
+from evalfast.variants import ensure_variant
 from evalfast.progress import progress_bar
 from evalfast.report import dumps
 

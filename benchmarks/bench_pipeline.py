@@ -32,8 +32,8 @@ from bench_embed import (DEFAULT_EXPORT, RESULTS_DIR, cycle_distinct, golden_poo
 
 from evalfast.atomic import write_text
 from evalfast.encoder import Encoder, EncoderConfig
-from evalfast.export import one_minus_cos
-from evalfast.precision import ensure_variant
+from evalfast.parity import one_minus_cos
+from evalfast.variants import ensure_variant
 from evalfast.report import dumps
 
 PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "tokenizers", "evalfast")
@@ -77,7 +77,7 @@ def tokenise_all(encoder: Encoder, texts: list[str]) -> list:
 
 
 def run_model(encoder: Encoder, chunks: list, n_texts: int) -> np.ndarray:
-    vectors = np.empty((n_texts, encoder.manifest.dimension), np.float32)
+    vectors = np.empty((n_texts, encoder.dimension), np.float32)
     for chunk in chunks:
         for batch in chunk.batches:
             encoder._run_into(vectors, chunk.start, batch)

@@ -30,7 +30,7 @@ from evalfast.encoder import Encoder, EncoderConfig
 from evalfast.golden import load_golden
 from evalfast.index import search
 from evalfast.latency import IndexSpec, build_index, recall_by_ef_search, synthetic_corpus
-from evalfast.precision import ensure_variant
+from evalfast.variants import ensure_variant
 from evalfast.progress import progress_bar
 from evalfast.report import dumps
 

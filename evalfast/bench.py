@@ -23,9 +23,11 @@ import numpy as np
 from .encoder import Encoder, EncoderConfig
 from .errors import EvalfastError
 from .evaluate import EvalConfig, score_vectors
-from .export import one_minus_cos, resolve_source
+from .export import resolve_source
 from .golden import GoldenSet
-from .precision import PRECISIONS, ensure_variant
+from .parity import one_minus_cos
+from .precision import PRECISIONS
+from .variants import ensure_variant
 
 REFERENCE = "sentence-transformers fp32"
 ST_BATCH = 32  # sentence-transformers' default batch size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import shlex
 import sys
@@ -19,13 +20,16 @@ from .cli_golden import golden as golden_group
 from .compare import StatSettings, compare_results, metric_intervals
 from .compare_report import comparison_document, comparison_markdown, comparison_text
 from .embeddings import embed
+from .conventions import ROLES
 from .encoder import DEVICES, Encoder, EncoderConfig
 from .errors import EvalfastError
-from .evaluate import DEFAULT_KS, PROTOCOLS, EvalConfig, EvalResult, evaluate
+from .evaluate import DEFAULT_KS, MTEB_KS, PROTOCOLS, EvalConfig, EvalResult, evaluate, for_protocol
 from .export import default_export_dir, ensure_exported, export_model
 from .golden import GoldenSet, load_golden, read_jsonl
 from .per_query import write_per_query
-from .precision import PRECISIONS, check_precision, ensure_variant
+from .model import open_model
+from .mteb_results import mteb_document
+from .precision import PRECISIONS
 from .progress import progress_bar
 from .metrics import METRICS, compute, judge, summarize
 from .report import (bench_markdown, bench_table, dumps, format_result, metric_grid, result_json, result_markdown,
@@ -47,8 +51,10 @@ class EvalfastGroup(click.Group):
             ctx.exit(2)
 
 
-def parse_ks(_ctx, _param, value: str) -> tuple[int, ...]:
-    """``"1,3,5"`` -> (1, 3, 5); each cutoff a positive integer."""
+def parse_ks(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
+    """``"1,3,5"`` -> (1, 3, 5); each cutoff a positive integer. None stays None (the protocol's default)."""
+    if value is None:
+        return None
     try:
         ks = tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
     except ValueError:
@@ -56,6 +62,62 @@ def parse_ks(_ctx, _param, value: str) -> tuple[int, ...]:
     if not ks or ks[0] < 1:
         raise click.BadParameter(f"{value!r}: cutoffs must be integers >= 1")
     return ks
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelChoice:
+    """The model's conventions and batching as the command line overrides them (None: the model's own)."""
+
+    query_prompt: str | None = None
+    document_prompt: str | None = None
+    prompt: str | None = None
+    dim: int | None = None
+    max_seq_length: int | None = None
+    batch_size: int | None = None
+    token_budget: int | None = None
+    trust_remote_code: bool = False
+
+    def encoder_config(self, device: str, precision: str, threads: int | None = None) -> EncoderConfig:
+        """The device's batching (see EncoderConfig.for_device) with these overrides."""
+        config = EncoderConfig.for_device(device, precision)
+        return dataclasses.replace(
+            config, query_prompt=self.query_prompt, document_prompt=self.document_prompt, prompt=self.prompt,
+            dim=self.dim, max_seq_length=self.max_seq_length, threads=threads,
+            max_batch=self.batch_size or config.max_batch, token_budget=self.token_budget or config.token_budget)
+
+
+CONVENTION_OPTIONS = {
+    "query_prompt": click.option(
+        "--query-prompt", default=None, metavar="NAME|TEXT",
+        help="Prompt before each query: one of the model's prompts by name, or literal text; '' for none "
+             "[default: as sentence-transformers' encode_query: the model's 'query' prompt, else its default]."),
+    "document_prompt": click.option(
+        "--document-prompt", default=None, metavar="NAME|TEXT",
+        help="Prompt before each document, likewise [default: as encode_document: the model's 'document', "
+             "'passage' or 'corpus' prompt, else its default]."),
+    "dim": click.option("--dim", default=None, type=click.IntRange(min=1),
+                        help="Keep the first N components (Matryoshka), re-normalised for cosine models."),
+    "max_seq_length": click.option("--max-seq-length", default=None, type=click.IntRange(min=1),
+                                   help="Truncate texts at N tokens [default: the model's max_seq_length]."),
+    "batch_size": click.option("--batch-size", default=None, type=click.IntRange(min=1),
+                               help="Most texts per model call [default: 64 on cpu, 1024 on cuda]."),
+    "token_budget": click.option("--token-budget", default=None, type=click.IntRange(min=1),
+                                 help="Most padded tokens per model call [default: 2048 on cpu, 65536 on cuda]."),
+    "trust_remote_code": click.option("--trust-remote-code", is_flag=True,
+                                      help="Run the model's own Python code when exporting it (recorded in the "
+                                           "manifest); only for models you trust."),
+}
+
+
+def convention_options(command):
+    """The options of :class:`ModelChoice`, passed to the command as one ``choice`` argument."""
+    @functools.wraps(command)
+    def gathered(*args, **kwargs):
+        values = {name: kwargs.pop(name) for name in CONVENTION_OPTIONS}
+        return command(*args, choice=ModelChoice(prompt=kwargs.pop("prompt", None), **values), **kwargs)
+    for option in reversed(CONVENTION_OPTIONS.values()):
+        gathered = option(gathered)
+    return gathered
 
 
 def model_options(multiple: bool = False):
@@ -93,35 +155,37 @@ def precision_list(_ctx, _param, value: str) -> tuple[str, ...]:
 
 
 def golden_options(command):
-    """--golden, --split, --protocol, --k, --seed, --rag-threshold."""
+    """--golden, --split, --protocol, --k, --ignore-identical-ids, --seed, --rag-threshold."""
     for option in reversed([
         click.option("--golden", "-g", required=True, type=click.Path(path_type=Path),
                      help="Golden set: a BEIR folder, or a CSV/JSONL file with columns query, context, relevance."),
         click.option("--split", default="test", show_default=True, help="BEIR qrels split (qrels/<split>.tsv)."),
         click.option("--protocol", type=click.Choice(PROTOCOLS), default="qrels", show_default=True,
-                     help="qrels: standard ranking metrics over judged queries; pairs: the seed's row-by-row "
+                     help="qrels: standard ranking metrics over judged queries; mteb: the same as MTEB's retrieval "
+                          "tasks run it (judged queries only, cutoffs up to 1000); pairs: the seed's row-by-row "
                           "scoring of a CSV."),
-        click.option("--k", "ks", default=",".join(map(str, DEFAULT_KS)), show_default=True, callback=parse_ks,
-                     help="Cutoffs for the qrels protocol."),
+        click.option("--k", "ks", default=None, callback=parse_ks,
+                     help=f"Cutoffs [default: {','.join(map(str, DEFAULT_KS))}; mteb: {','.join(map(str, MTEB_KS))}]."),
+        click.option("--ignore-identical-ids", is_flag=True,
+                     help="Drop a retrieved document whose id is the query's id, as MTEB does for ArguAna and "
+                          "Quora, where each query is also a document."),
         click.option("--seed", default=0, show_default=True,
                      help="Seed of the bootstrap, the randomization test and the simulated metrics' noise."),
-        click.option("--rag-threshold", default=0.5, show_default=True, type=click.FloatRange(-1, 1),
-                     help="Cosine at which the RAG-style threshold metrics match a retrieved document to a "
-                          "relevant one."),
+        click.option("--rag-threshold", default=0.5, show_default=True, type=float,
+                     help="Similarity (the model's: cosine in [-1, 1], or dot product) at which the RAG-style "
+                          "threshold metrics match a retrieved document to a relevant one."),
     ]):
         command = option(command)
     return command
 
 
 def open_encoder(model: str, device: str, precision: str, cache_dir: Path | None, no_cache: bool,
-                 threads: int | None = None) -> tuple[Encoder, EmbeddingCache | None]:
-    """The encoder for ``model`` (exported and its precision variant built once if needed) and its embedding
-    cache (None with --no-cache). ``threads``: onnxruntime's intra-op threads [default: one per core]."""
+                 choice: ModelChoice = ModelChoice(), threads: int | None = None
+                 ) -> tuple[Encoder, EmbeddingCache | None]:
+    """The encoder for ``model`` (see open_model) and its embedding cache (None with --no-cache).
+    ``threads``: onnxruntime's intra-op threads [default: one per core]."""
     root = cache_dir or default_cache_dir()
-    check_precision(precision, device)
-    folder = ensure_exported(model, root)
-    ensure_variant(folder, precision)
-    encoder = Encoder(folder, dataclasses.replace(EncoderConfig.for_device(device, precision), threads=threads))
+    encoder = open_model(model, choice.encoder_config(device, precision, threads), root, choice.trust_remote_code)
     return encoder, None if no_cache else EmbeddingCache(root, encoder.fingerprint)
 
 
@@ -180,12 +244,20 @@ def engine_session(engine: EngineChoice):
             require_ray().shutdown()
 
 
-def run_eval(model: str, golden_path: Path, split: str, config: EvalConfig, device: str, precision: str,
-             cache_dir: Path | None, no_cache: bool, engine: EngineChoice = EngineChoice()
-             ) -> tuple[GoldenSet, EvalResult]:
-    """Load, embed with a progress bar, evaluate (here, or on Ray)."""
+def load_golden_noting(golden_path: Path, split: str = "test") -> GoldenSet:
+    """load_golden, with each thing it tolerated printed to stderr as a warning."""
     golden = load_golden(golden_path, split)
-    encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache)
+    for warning in golden.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return golden
+
+
+def run_eval(model: str, golden_path: Path, split: str, config: EvalConfig, device: str, precision: str,
+             cache_dir: Path | None, no_cache: bool, engine: EngineChoice = EngineChoice(),
+             choice: ModelChoice = ModelChoice()) -> tuple[GoldenSet, EvalResult]:
+    """Load, embed with a progress bar, evaluate (here, or on Ray)."""
+    golden = for_protocol(load_golden_noting(golden_path, split), config.protocol)
+    encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache, choice)
     with progress_bar(golden.n_docs + golden.n_queries, f"embedding ({Path(model).name})") as bar:
         return golden, evaluate(encoder, golden, config, cache, bar.update, engine.ray_engine(encoder, cache_dir))
 
@@ -209,36 +281,43 @@ def cli():
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Folder to write [default: export/<model-name>].")
 @click.option("--opset", type=int, default=None, help="ONNX opset [default: optimum's choice for the model].")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists (only once the new export passed).")
-def export_command(model: str, output: Path | None, opset: int | None, overwrite: bool):
-    """Export MODEL to ONNX with pooling and normalisation in the graph.
+@CONVENTION_OPTIONS["trust_remote_code"]
+def export_command(model: str, output: Path | None, opset: int | None, overwrite: bool, trust_remote_code: bool):
+    """Export MODEL to ONNX with its pooling, Dense and Normalize layers in the graph.
 
     Writes model.onnx (one output, sentence_embedding), the tokenizer and evalfast.json (source, sha256,
-    opset, max sequence length, pooling, dimension, parity with PyTorch). An fp32 export whose max 1-cos
-    against PyTorch exceeds 1e-4 fails and leaves nothing behind.
+    opset, max sequence length, pooling, dimension, the model's similarity function and prompts, parity with
+    PyTorch). An fp32 export whose max 1-cos (or difference of vector lengths) against PyTorch exceeds 1e-4
+    fails and leaves nothing behind.
 
     \b
     Examples:
       evalfast export all-MiniLM-L6-v2
+      evalfast export all-mpnet-base-v2                     # needs evalfast[mpnet]
       evalfast export ./my-finetuned-model -o export/finetuned --overwrite
+      evalfast export ./model-with-own-code --trust-remote-code
     """
-    manifest = export_model(model, output, opset=opset, overwrite=overwrite)
+    manifest = export_model(model, output, opset=opset, overwrite=overwrite, trust_remote_code=trust_remote_code)
     folder = output or default_export_dir(model)
+    prompts = ", ".join(f"{name}={text!r}" for name, text in manifest.prompts.items()) or "none"
     click.echo(f"exported {model} -> {folder}\n  dimension {manifest.dimension}, max_seq_length "
-               f"{manifest.max_seq_length}, pooling {manifest.pooling}, opset {manifest.opset}\n  parity vs PyTorch on "
-               f"{manifest.parity.probe_texts} texts: max 1-cos {manifest.parity.max_one_minus_cos:.2e}, mean "
-               f"{manifest.parity.mean_one_minus_cos:.2e}\n  sha256 {manifest.sha256}")
+               f"{manifest.max_seq_length}, pooling {manifest.pooling}, similarity {manifest.similarity}"
+               f"{'' if manifest.normalize else ' (not normalised)'}, opset {manifest.opset}\n  prompts: {prompts}"
+               f"\n  parity vs PyTorch on {manifest.parity.probe_texts} texts: max 1-cos "
+               f"{manifest.parity.max_one_minus_cos:.2e}, mean {manifest.parity.mean_one_minus_cos:.2e}, lengths "
+               f"{manifest.parity.max_relative_norm_error:.2e}\n  sha256 {manifest.sha256}")
 
 
 def read_texts(path: Path, field: str | None) -> list[str]:
-    """Texts from a file: one per line, or the ``field`` of each JSONL object. Empty texts are errors."""
+    """Texts from a file, as written: one per line, or the ``field`` of each JSONL object. Blank texts are errors."""
     if not path.is_file():
         raise EvalfastError(f"{path}: no such file; pass a text file (one text per line) or JSONL with --field")
     if field or path.suffix.lower() == ".jsonl":
         field = field or "text"
         texts = []
         for line_no, record in read_jsonl(path):
-            value = str(record.get(field) or "").strip()
-            if not value:
+            value = str(record.get(field) or "")
+            if not value.strip():
                 raise EvalfastError(f"{path} line {line_no}: field {field!r} is missing or empty; use --field to pick another")
             texts.append(value)
     else:
@@ -257,21 +336,32 @@ def read_texts(path: Path, field: str | None) -> list[str]:
               help="Text file (one text per line) or JSONL (see --field).")
 @click.option("--field", default=None, help="JSONL field holding the text [default: text].")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Where to write the .npy array.")
+@click.option("--role", type=click.Choice(ROLES), default="plain", show_default=True,
+              help="Which prompt the texts get, as sentence-transformers' encode_query (query), encode_document "
+                   "(document) or encode (plain).")
+@click.option("--prompt", default=None, metavar="NAME|TEXT",
+              help="Prompt for --role plain: a prompt name or literal text [default: the model's default prompt].")
 @engine_options
-def embed_command(model, device, precision, cache_dir, no_cache, input_path, field, output, engine):
-    """Embed texts into float32 unit vectors (N x dim .npy, input order).
+@convention_options
+def embed_command(model, device, precision, cache_dir, no_cache, input_path, field, output, role, engine, choice):
+    """Embed texts into float32 vectors (N x dim .npy, input order): unit vectors for cosine models.
 
     Batches are sorted by token length under a token budget; texts longer than the model's max sequence
-    length are truncated exactly as sentence-transformers truncates them, and counted.
+    length are truncated exactly as sentence-transformers truncates them, and counted. With --role, texts get
+    the model's query or document prompt, exactly as encode_query / encode_document add it.
 
     \b
     Examples:
       evalfast embed --model all-MiniLM-L6-v2 --input queries.txt -o queries.npy
+      evalfast embed -m ./e5-model -i queries.txt --role query -o queries.npy        # "query: " + each text
       evalfast embed -m export/all-MiniLM-L6-v2 -i corpus.jsonl --field text -o corpus.npy --no-cache
+      evalfast embed -m export/all-MiniLM-L6-v2 -i corpus.txt -o corpus.npy --dim 128 --max-seq-length 128
       evalfast embed -m export/all-MiniLM-L6-v2 -i corpus.txt -o corpus.npy --engine ray --actors 8
     """
-    texts = read_texts(input_path, field)
-    encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache)
+    if choice.prompt is not None and role != "plain":
+        raise EvalfastError(f"--prompt is the plain role's prompt; with --role {role} use --{role}-prompt")
+    encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache, choice)
+    texts = encoder.prompted(read_texts(input_path, field), role)
     with engine_session(engine), progress_bar(len(texts), "embedding") as bar:
         ray_engine = engine.ray_engine(encoder, cache_dir)
         result = ray_engine.embed(texts) if ray_engine else embed(encoder, texts, cache, bar.update)
@@ -280,7 +370,7 @@ def embed_command(model, device, precision, cache_dir, no_cache, input_path, fie
         with tmp.open("wb") as handle:
             np.save(handle, vectors)
     click.echo(f"embedded {result.n_texts} texts ({result.n_encoded} encoded, {result.n_cached} from cache, "
-               f"{result.n_truncated} truncated to {encoder.manifest.max_seq_length} tokens) in {result.seconds:.2f} s: "
+               f"{result.n_truncated} truncated to {encoder.max_seq_length} tokens) in {result.seconds:.2f} s: "
                f"{result.texts_per_second:,.1f} sentences/s, {result.tokens_per_second:,.0f} tokens/s -> {output} "
                f"{vectors.shape}")
 
@@ -300,29 +390,48 @@ def write_reports(json_path: Path | None, markdown_path: Path | None, document: 
 @click.option("--per-query", "per_query_path", type=click.Path(path_type=Path),
               help="Write each query's metrics, top 10 and first relevant rank as JSON lines.")
 @click.option("--run", "run_path", type=click.Path(path_type=Path), help="Write the run as a TREC run file.")
+@click.option("--mteb-json", "mteb_path", type=click.Path(path_type=Path),
+              help="Write the scores in MTEB's result-file layout (main_score, ndcg_at_10, map_at_10, ...).")
+@click.option("--task-name", default=None, help="Task name in --mteb-json [default: the golden set's folder name].")
 @engine_options
-def eval_command(model, device, precision, cache_dir, no_cache, golden, split, protocol, ks, seed, rag_threshold,
-                 json_path, markdown_path, per_query_path, run_path, engine):
+@convention_options
+def eval_command(model, device, precision, cache_dir, no_cache, golden, split, protocol, ks, ignore_identical_ids,
+                 seed, rag_threshold, json_path, markdown_path, per_query_path, run_path, mteb_path, task_name, engine,
+                 choice):
     """Evaluate a model on a golden set and print the metrics with 95% bootstrap intervals.
 
     Metrics follow trec_eval (hit_rate, precision, recall, mrr, ndcg, map at each k, and r_precision);
-    queries with no relevant document are left out of the means and counted. RAG-style context precision and
-    recall come from judged relevance. The similarity section holds the mean cosine of relevant pairs and the
-    seed's simulated metrics, which are NOT RAGAS.
+    queries with no relevant document are left out of the means and counted. Queries and documents get the
+    model's prompts as sentence-transformers' encode_query / encode_document add them, and are ranked by the
+    model's similarity (cosine or dot). RAG-style context precision and recall come from judged relevance. The
+    similarity section holds the mean similarity of relevant pairs and the seed's simulated metrics, which are
+    NOT RAGAS.
 
     \b
     Examples:
       evalfast eval --model all-MiniLM-L6-v2 --golden data/golden/handwritten
+      evalfast eval -m all-MiniLM-L6-v2 -g ../shared/data/beir/scifact --protocol mteb --mteb-json SciFact.json
+      evalfast eval -m ./arguana-model -g beir/arguana --protocol mteb --ignore-identical-ids
+      evalfast eval -m ./e5-model -g beir/scifact --query-prompt "query: " --document-prompt "passage: " --dim 256
       evalfast eval -m export/all-MiniLM-L6-v2 -g data/golden/handwritten --per-query q.jsonl --run run.trec
       evalfast eval -m export/all-MiniLM-L6-v2 -g seed.csv --protocol pairs --json out.json
       evalfast eval -m export/all-MiniLM-L6-v2 -g data/golden/handwritten --engine ray --address ray://head:10001
     """
-    config = EvalConfig(protocol, ks, tuple(METRICS), seed, rag_threshold=rag_threshold)
+    config = EvalConfig.for_protocol(protocol, ks, seed=seed, rag_threshold=rag_threshold,
+                                     ignore_identical_ids=ignore_identical_ids)
+    if mteb_path and protocol == "pairs":
+        raise EvalfastError("--mteb-json needs the qrels or mteb protocol (MTEB scores rankings, not rows)")
+    if mteb_path and 10 not in config.ks:
+        raise EvalfastError(f"--mteb-json: MTEB's main score is nDCG@10; add 10 to --k {','.join(map(str, config.ks))}")
     with engine_session(engine):
-        golden_set, result = run_eval(model, golden, split, config, device, precision, cache_dir, no_cache, engine)
+        golden_set, result = run_eval(model, golden, split, config, device, precision, cache_dir, no_cache, engine,
+                                      choice)
     intervals = metric_intervals(result, list(result.per_query), StatSettings(seed=seed))
     click.echo(format_result(result, intervals))
     write_reports(json_path, markdown_path, result_json(result, intervals), result_markdown(result, intervals))
+    if mteb_path:
+        write_text(mteb_path, dumps(mteb_document(result, task_name or Path(golden).resolve().name, split,
+                                                  result.timings["total_seconds"])))
     write_outputs(golden_set, [(Path(model).name, result)], per_query_path, run_path)
 
 
@@ -366,8 +475,10 @@ def display_names(models: tuple[str, ...], precisions: tuple[str, ...]) -> list[
               help="Sign flips of the paired randomization test.")
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Significance level, applied to Holm-corrected p-values.")
-def compare_command(models, device, precisions, cache_dir, no_cache, golden, split, protocol, ks, seed, rag_threshold,
-                    json_path, markdown_path, html_path, per_query_path, run_path, resamples, permutations, alpha):
+@convention_options
+def compare_command(models, device, precisions, cache_dir, no_cache, golden, split, protocol, ks, ignore_identical_ids,
+                    seed, rag_threshold, json_path, markdown_path, html_path, per_query_path, run_path, resamples,
+                    permutations, alpha, choice):
     """Compare models on one golden set: the first is the baseline, each other one a candidate.
 
     Every mean carries a 95% bootstrap interval over queries. For each candidate and metric: the paired
@@ -390,14 +501,16 @@ def compare_command(models, device, precisions, cache_dir, no_cache, golden, spl
     if len(precisions) not in (1, len(models)):
         raise EvalfastError(f"--precision {','.join(precisions)}: give one precision, or one per --model ({len(models)})")
     precisions = precisions * len(models) if len(precisions) == 1 else precisions
-    config = EvalConfig(protocol, ks, tuple(METRICS), seed, rag_threshold=rag_threshold)
-    evaluated = [run_eval(m, golden, split, config, device, p, cache_dir, no_cache) for m, p in zip(models, precisions)]
+    config = EvalConfig.for_protocol(protocol, ks, seed=seed, rag_threshold=rag_threshold,
+                                     ignore_identical_ids=ignore_identical_ids)
+    evaluated = [run_eval(m, golden, split, config, device, p, cache_dir, no_cache, choice=choice)
+                 for m, p in zip(models, precisions)]
     golden_set, results = evaluated[0][0], [result for _, result in evaluated]
     names = display_names(models, precisions)
     comparison = compare_results(results, names, StatSettings(resamples=resamples, permutations=permutations,
                                                               alpha=alpha, seed=seed))
     document = comparison_document(comparison, golden_set, split, shlex.join(["evalfast", *sys.argv[1:]]),
-                                   datetime.now(timezone.utc).isoformat(timespec="seconds"), ks, config.rag_k,
+                                   datetime.now(timezone.utc).isoformat(timespec="seconds"), config.ks, config.rag_k,
                                    rag_threshold)
     click.echo(comparison_text(document))
     write_reports(json_path, markdown_path, document, comparison_markdown(document))
@@ -499,9 +612,10 @@ def parse_duration(_ctx, _param, value: str) -> float:
 @click.option("--seed", default=0, show_default=True, help="Seed of the arrivals and synthetic documents.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the whole report as JSON.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), help="Write the report with its latency plot.")
+@convention_options
 def latency_command(model, device, precision, cache_dir, no_cache, golden, index_name, hnsw_m, ef_search,
                     ef_construction, nlist, nprobe, qps, duration, concurrency, arrival, k, threads, distractors,
-                    field, synthetic_docs, p99_bound, seed, json_path, html_path):
+                    field, synthetic_docs, p99_bound, seed, json_path, html_path, choice):
     """How fast one user's query is answered: an open-loop load of single queries, each embedded and searched.
 
     Arrivals follow the target rate (Poisson by default) and latency counts from each request's scheduled
@@ -521,19 +635,19 @@ def latency_command(model, device, precision, cache_dir, no_cache, golden, index
                           run_load, summarize_load, sweep)
     from .latency_report import latency_document, latency_text
 
-    golden_set = load_golden(golden)
+    golden_set = load_golden_noting(golden)
     extra_texts = read_texts(distractors, field) if distractors else []
-    encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache, threads=threads)
+    encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache, choice, threads=threads)
     with progress_bar(golden_set.n_docs + len(extra_texts), "embedding the corpus") as bar:
-        docs = embed(encoder, golden_set.doc_texts + extra_texts, cache, bar.update).vectors
-    queries = embed(encoder, golden_set.query_texts, cache).vectors
+        docs = embed(encoder, encoder.prompted(golden_set.doc_texts + extra_texts, "document"), cache, bar.update).vectors
+    queries = embed(encoder, encoder.prompted(golden_set.query_texts, "query"), cache).vectors
     corpus = latency_corpus(docs, synthetic_docs, seed)
     if k > len(corpus):
         raise EvalfastError(f"--k {k}: the index holds only {len(corpus):,} documents")
     click.echo(f"building {index_name} over {len(corpus):,} documents ...", err=True)
     built = build_index(corpus, IndexSpec(index_name, hnsw_m, ef_search, ef_construction, nlist, nprobe), seed)
     quality = index_quality(built.index, corpus, queries, golden_set, k)
-    serve = query_server(encoder, built.index, golden_set.query_texts, k)
+    serve = query_server(encoder, built.index, encoder.prompted(golden_set.query_texts, "query"), k)
     for q in range(min(20, golden_set.n_queries)):  # warm the session and the index
         serve(q)
     load = summarize_load(run_load(serve, golden_set.n_queries, arrival_times(qps, duration, arrival, seed),

@@ -104,6 +104,10 @@ def _refuse_extra_fields(path: Path, line_no: int, record: dict, carried: tuple[
 def _beir_rows(folder: Path, split: str) -> list[PairRow]:
     """One row per qrels line of ``split``, in file order; refused if a document or query would be left out."""
     golden = load_golden(folder, split)  # the same checks, and messages, as evaluating the folder
+    if golden.missing_doc_ids:
+        raise EvalfastError(f"{folder}: qrels/{split}.tsv judges {len(golden.missing_doc_ids)} document(s) not in "
+                            f"corpus.jsonl ({golden.missing_doc_ids[0]!r}, ...), and a pairs row needs the document's "
+                            "text; add them to the corpus or drop their lines")
     corpus = folder / "corpus.jsonl"
     titled: dict[str, tuple[str, str]] = {}
     for line_no, record in read_jsonl(corpus):

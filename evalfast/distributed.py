@@ -11,11 +11,12 @@ engines return the same run.
 
 from __future__ import annotations
 
+
 import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -119,8 +120,8 @@ def embed_on_ray(encoder: Encoder, texts: Sequence[str], shard_dir: Path, actors
               "texts": texts_hash(texts[start : start + shard_size])} for start in starts]
     todo = [i for i, meta in enumerate(metas) if not _shard_done(shard_dir, i, meta)]
     if todo:
-        config = EncoderConfig(encoder.config.device, encoder.config.precision, encoder.config.token_budget,
-                               encoder.config.max_batch, encoder.config.chunk, threads=1)
+        # the driver's model, conventions and batching; one thread each, no helper processes of their own
+        config = replace(encoder.config, threads=1, tokenizer_threads=1, tokenizer_processes=0, runners=1)
         worker = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=3)(_EmbedWorker)
         handles = [worker.remote(str(encoder.folder), config) for _ in range(min(actors, len(todo)))]
         pending = {handles[n % len(handles)].embed.remote(

@@ -14,7 +14,7 @@ from .encoder import Encoder
 
 @dataclass(frozen=True)
 class Embeddings:
-    """Unit vectors for texts, in input order, with counts and timing."""
+    """Vectors for texts (the encoder's, see Encoder), in input order, with counts and timing."""
 
     vectors: np.ndarray  # float32 (n, dim)
     n_texts: int
@@ -52,7 +52,7 @@ def embed(encoder: Encoder, texts: Sequence[str], cache: EmbeddingCache | None =
     encoded = encoder.encode([texts[i] for i in first[missing]], on_progress)
     if cache:
         cache.add(unique_keys[missing], encoded.vectors)
-    unique_vectors = np.empty((len(unique_keys), encoder.manifest.dimension), np.float32)
+    unique_vectors = np.empty((len(unique_keys), encoder.dimension), np.float32)
     unique_vectors[missing] = encoded.vectors
     if cached_vectors is not None:
         unique_vectors[found] = cached_vectors

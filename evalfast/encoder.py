@@ -17,19 +17,26 @@ from pathlib import Path
 
 import numpy as np
 
+from .conventions import resolve_prompt
 from .errors import EvalfastError, ModelError
 from .manifest import OUTPUT_NAME, TOKENIZER_FILE, Manifest, file_sha256, read_manifest
 from .precision import check_precision, variant_file
+from .sessions import onnx_session
 
 DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """How the encoder batches and where it runs."""
+    """Where the encoder runs, how it batches, and the model conventions a user may override."""
 
     device: str = "cpu"
     precision: str = "fp32"  # see evalfast.precision.PRECISIONS
+    query_prompt: str | None = None  # prompt name or text for queries; None: the model's (as encode_query)
+    document_prompt: str | None = None  # likewise for documents (as encode_document)
+    prompt: str | None = None  # likewise for plain texts (as encode)
+    dim: int | None = None  # keep the first dim components (Matryoshka); None: the model's truncate_dim, else all
+    max_seq_length: int | None = None  # truncate at this many tokens; None: the model's max_seq_length
     token_budget: int = 2048  # padded tokens per batch (rows x longest row)
     max_batch: int = 64  # rows per batch, whatever the budget allows
     chunk: int = 8192  # texts tokenised, sorted and packed together
@@ -75,37 +82,6 @@ class Encoded:
     n_tokens: int  # real (unpadded) tokens after truncation
     n_truncated: int  # texts longer than the model's max sequence length
     seconds: float
-
-
-def require_cuda(ort) -> None:
-    """Check that onnxruntime ``ort`` can run on CUDA, and load CUDA and cuDNN from torch or the nvidia-* wheels
-    when they are not on the loader's path."""
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise EvalfastError("--device cuda: this onnxruntime has no CUDA provider; uninstall onnxruntime and "
-                            "`pip install evalfast[gpu]` on a machine with an NVIDIA GPU")
-    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu >= 1.21
-        ort.preload_dlls()
-
-
-def _session(model_path: Path, config: EncoderConfig):
-    try:
-        import onnxruntime as ort
-    except ImportError as err:
-        raise EvalfastError(
-            "onnxruntime is not installed; `pip install evalfast[cpu]` (or evalfast[gpu] for CUDA, never both)"
-        ) from err
-    providers = ["CPUExecutionProvider"]
-    if config.device == "cuda":
-        require_cuda(ort)
-        providers.insert(0, ("CUDAExecutionProvider", {"use_tf32": "0"}))  # fp32 means fp32, not TF32 GEMMs
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = config.threads or os.cpu_count() or 1
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(model_path), options, providers=providers)
-    except Exception as err:  # onnxruntime raises its own untyped errors for unreadable models
-        raise ModelError(f"{model_path}: onnxruntime cannot load this model ({err}); re-export it") from err
 
 
 def plan_batches(lengths: np.ndarray, token_budget: int, max_batch: int) -> list[np.ndarray]:
@@ -164,10 +140,10 @@ def load_tokenizer(path: Path, max_length: int):
 def tokenize_flat(tokenizer, texts: Sequence[str], lower: bool) -> tuple[np.ndarray, np.ndarray, int]:
     """(all texts' token ids one after another, int64; ids per text, int64 (n,); texts truncated).
 
-    Texts are stripped (and lower-cased when ``lower``) first, as sentence-transformers does.
+    Texts are tokenised as given (lower-cased when ``lower``), as sentence-transformers does: no stripping, since
+    SentencePiece and byte-level tokenizers turn whitespace into tokens.
     """
-    prepared = [str(t).strip().lower() if lower else str(t).strip() for t in texts]
-    encodings = tokenizer.encode_batch_fast(prepared)
+    encodings = tokenizer.encode_batch_fast([t.lower() for t in texts] if lower else list(texts))
     token_ids = [e.ids for e in encodings]
     lengths = np.fromiter(map(len, token_ids), np.int64, len(token_ids))
     flat_ids = np.fromiter(chain.from_iterable(token_ids), np.int64, int(lengths.sum()))
@@ -187,12 +163,17 @@ def _tokenize_in_worker(texts: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 class Encoder:
-    """An exported model ready to embed text.
+    """An exported model ready to embed text, with its conventions applied.
+
+    ``encode`` embeds texts as given; :meth:`prompted` prepends the query, document or plain prompt first (the
+    model's own, or the config's choice). Vectors are the graph's output cut to ``config.dim`` components and,
+    where the model's similarity is cosine, scaled to unit length, so that the inner product of two vectors is
+    always the model's similarity.
 
     Example::
 
         encoder = Encoder("export/all-MiniLM-L6-v2")
-        vectors = encoder.encode(["a haunted lighthouse", "a cozy mystery"]).vectors  # (2, 384) float32
+        vectors = encoder.encode(encoder.prompted(["a haunted lighthouse"], "query")).vectors  # (1, 384) float32
     """
 
     def __init__(self, folder: str | Path, config: EncoderConfig = EncoderConfig()):
@@ -206,9 +187,15 @@ class Encoder:
         if not self.model_path.is_file():
             raise ModelError(f"{self.folder}: no {config.precision} variant ({self.model_path.name}); build it with "
                              "evalfast.precision.ensure_variant (the CLI does so on first use)")
-        self.tokenizer = load_tokenizer(self.folder / TOKENIZER_FILE, self.manifest.max_seq_length)
+        self.dimension = _checked_dim(config.dim or self.manifest.truncate_dim, self.manifest.dimension)
+        self.max_seq_length = _checked_max_seq_length(config.max_seq_length, self.manifest)
+        self.normalizes = self.manifest.similarity == "cosine" and (
+            not self.manifest.normalize or self.dimension < self.manifest.dimension)  # else the graph's are final
+        self.prompts = {role: resolve_prompt(self.manifest, role, choice) for role, choice in
+                        (("query", config.query_prompt), ("document", config.document_prompt), ("plain", config.prompt))}
+        self.tokenizer = load_tokenizer(self.folder / TOKENIZER_FILE, self.max_seq_length)
         self._workers: ProcessPoolExecutor | None = None  # started on first use, kept for later calls
-        self.session = _session(self.model_path, config)
+        self.session = onnx_session(self.model_path, config.device, config.threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if OUTPUT_NAME not in outputs:
@@ -224,11 +211,18 @@ class Encoder:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies what this encoder computes: graph and weights, tokenizer and truncation."""
+        """Identifies what this encoder computes from a text: graph and weights, tokenizer, truncation, dimension
+        and normalisation. Prompts are part of the texts themselves (see :meth:`prompted`)."""
         digest = hashlib.sha256(self.graph_sha256.encode())
         digest.update((self.folder / TOKENIZER_FILE).read_bytes())
-        digest.update(f"{self.manifest.max_seq_length}:{self.manifest.do_lower_case}".encode())
+        digest.update(f"{self.max_seq_length}:{self.manifest.do_lower_case}:{self.dimension}:{self.normalizes}".encode())
         return digest.hexdigest()[:32]
+
+    def prompted(self, texts: Sequence[str], role: str) -> list[str]:
+        """``texts`` with the ``role`` prompt ("query", "document" or "plain") prepended, as sentence-transformers
+        prepends it."""
+        prompt = self.prompts[role]
+        return [prompt + text for text in texts] if prompt else list(texts)
 
     def _tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, int]:
         return tokenize_flat(self.tokenizer, texts, self.manifest.do_lower_case)
@@ -247,7 +241,7 @@ class Encoder:
             processes = self.config.tokenizer_processes
             self._workers = ProcessPoolExecutor(
                 processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                initargs=(self.folder / TOKENIZER_FILE, self.manifest.max_seq_length, self.manifest.do_lower_case,
+                initargs=(self.folder / TOKENIZER_FILE, self.max_seq_length, self.manifest.do_lower_case,
                           max(1, (os.cpu_count() or 1) // processes)))
             weakref.finalize(self, self._workers.shutdown, wait=False, cancel_futures=True)
         return self._workers
@@ -276,14 +270,21 @@ class Encoder:
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(batch.input_ids)
         (batch_vectors,) = self.session.run([OUTPUT_NAME], feeds)
-        vectors[start + batch.rows] = batch_vectors
+        vectors[start + batch.rows] = self._finish(batch_vectors)
         return len(batch.rows)
+
+    def _finish(self, graph_vectors: np.ndarray) -> np.ndarray:
+        """The graph's (b, manifest.dimension) output as this encoder's (b, dimension) vectors."""
+        vectors = graph_vectors[:, : self.dimension]
+        if self.normalizes:
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
 
     def encode_one(self, text: str) -> np.ndarray:
         """One text's unit vector (float32 (dim,)): the latency path, no chunks, threads or padding."""
         flat_ids, _, _ = self._tokenize([text])
         batch = Batch(np.zeros(1, np.int64), flat_ids[None, :], np.ones((1, len(flat_ids)), np.int64))
-        vector = np.empty((1, self.manifest.dimension), np.float32)
+        vector = np.empty((1, self.dimension), np.float32)
         self._run_into(vector, 0, batch)
         return vector[0]
 
@@ -295,7 +296,7 @@ class Encoder:
         model does not wait for tokenisation and, on a GPU, one batch's host work overlaps another's kernels.
         """
         clock = time.perf_counter()
-        vectors = np.empty((len(texts), self.manifest.dimension), np.float32)
+        vectors = np.empty((len(texts), self.dimension), np.float32)
         n_tokens = n_truncated = 0
         tokenizing = (contextlib.nullcontext(self._worker_pool()) if self.config.tokenizer_processes
                       else ThreadPoolExecutor(self.config.tokenizer_threads))
@@ -308,6 +309,24 @@ class Encoder:
                 _wait(previous, on_progress)
             _wait(in_flight, on_progress)
         return Encoded(vectors, n_tokens, n_truncated, time.perf_counter() - clock)
+
+
+def _checked_dim(dim: int | None, full: int) -> int:
+    if dim is None:
+        return full
+    if not 1 <= dim <= full:
+        raise EvalfastError(f"--dim {dim}: the model's vectors have {full} components; give 1 to {full}")
+    return dim
+
+
+def _checked_max_seq_length(max_seq_length: int | None, manifest: Manifest) -> int:
+    if max_seq_length is None:
+        return manifest.max_seq_length
+    limit = manifest.max_positions or manifest.max_seq_length
+    if not 1 <= max_seq_length <= limit:
+        raise EvalfastError(f"--max-seq-length {max_seq_length}: the model takes 1 to {limit} tokens "
+                            f"(its default is {manifest.max_seq_length})")
+    return max_seq_length
 
 
 def _wait(futures: list, on_progress: Callable[[int], None] | None) -> None:

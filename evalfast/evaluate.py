@@ -12,28 +12,39 @@ from .cache import EmbeddingCache
 from .embeddings import embed
 from .encoder import Encoder
 from .errors import EvalfastError
-from .golden import GoldenSet
+from .golden import GoldenSet, select_queries
 from .index import search
 from .metrics import METRICS, compute, judge, summarize
 from .metrics.pairs import PAIRS_DEPTH, pairs_metrics
 from .metrics.rag import rag_metrics
-from .metrics.similarity import pair_cosines, similarity_metrics
+from .metrics.similarity import pair_similarities, similarity_metrics
 from .run import Run, descending_name_rank
 
 DEFAULT_KS = (1, 3, 5, 10, 100)
-PROTOCOLS = ("qrels", "pairs")
+MTEB_KS = (1, 3, 5, 10, 20, 100, 1000)  # the cutoffs of MTEB's retrieval results; the run is its top 1000
+PROTOCOLS = ("qrels", "pairs", "mteb")
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """What to compute: the protocol, the cutoffs and metrics (qrels protocol), the noise seed."""
+    """What to compute: the protocol, the cutoffs and metrics (qrels and mteb protocols), the noise seed.
+
+    The mteb protocol is the qrels protocol as MTEB's retrieval tasks run it: only the queries the qrels judge
+    are embedded and scored, at ``MTEB_KS`` by default.
+    """
 
     protocol: str = "qrels"
     ks: tuple[int, ...] = DEFAULT_KS
     metrics: tuple[str, ...] = tuple(METRICS)
     seed: int = 0  # for the simulated metrics' noise
     rag_k: int = 10  # cutoff of the RAG-style context precision and recall
-    rag_threshold: float = 0.5  # cosine at which a retrieved document matches a reference one (threshold variants)
+    rag_threshold: float = 0.5  # similarity at which a retrieved document matches a reference one (threshold variants)
+    ignore_identical_ids: bool = False  # drop a retrieved document whose id is the query's (MTEB: ArguAna, Quora)
+
+    @classmethod
+    def for_protocol(cls, protocol: str, ks: tuple[int, ...] | None = None, **settings) -> EvalConfig:
+        """``protocol``'s config, at its default cutoffs (MTEB's under mteb) unless ``ks`` is given."""
+        return cls(protocol, ks or (MTEB_KS if protocol == "mteb" else DEFAULT_KS), **settings)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class EvalResult:
     run: Run
     counts: dict[str, int]
     timings: dict[str, float]
+    conventions: dict = field(default_factory=dict)  # similarity, prompts, dimension, truncation the vectors used
     embedding: dict[str, int] = field(default_factory=dict)
     rag: dict[str, float] = field(default_factory=dict)  # RAG-style context precision and recall (qrels protocol)
     evaluated: np.ndarray | None = None  # bool (n,): the queries (or rows) the means are taken over
@@ -59,12 +71,33 @@ class EvalResult:
 
 
 def _similarity_pairs(golden: GoldenSet) -> tuple[np.ndarray, np.ndarray]:
-    """The (query, doc) pairs whose cosine is averaged: positive rows of a pairs file, else relevant qrels."""
+    """The (query, doc) pairs whose similarity is averaged: positive rows of a pairs file, else relevant qrels
+    of documents in the corpus."""
     if golden.pairs is not None:
         positive = golden.pairs.relevance > 0
         return golden.pairs.query[positive], golden.pairs.doc[positive]
-    relevant = golden.qrels.relevance > 0
+    relevant = (golden.qrels.relevance > 0) & (golden.qrels.doc < golden.n_docs)
     return golden.qrels.query[relevant], golden.qrels.doc[relevant]
+
+
+def for_protocol(golden: GoldenSet, protocol: str) -> GoldenSet:
+    """The golden set as ``protocol`` evaluates it: under mteb, only the queries that the qrels judge."""
+    if protocol != "mteb":
+        return golden
+    judged = np.zeros(golden.n_queries, bool)
+    judged[golden.qrels.query] = True
+    return golden if judged.all() else select_queries(golden, judged)
+
+
+def drop_identical_ids(run: Run, golden: GoldenSet, depth: int) -> Run:
+    """``run`` without each query's own document (the one whose id is the query's id), cut to ``depth``."""
+    doc_index = {doc_id: i for i, doc_id in enumerate(golden.doc_ids)}
+    own = np.array([doc_index.get(query_id, -1) for query_id in golden.query_ids], np.int64)
+    dropped = (run.doc_ids == own[:, None]) & (own[:, None] >= 0)
+    order = np.argsort(dropped, axis=1, kind="stable")[:, :depth]
+    doc_ids, scores = np.take_along_axis(run.doc_ids, order, 1), np.take_along_axis(run.scores, order, 1)
+    gone = np.take_along_axis(dropped, order, 1)
+    return Run(np.where(gone, -1, doc_ids), np.where(gone, -np.inf, scores))
 
 
 @dataclass(frozen=True)
@@ -83,8 +116,8 @@ class Scored:
     run_relevance: np.ndarray | None
 
 
-def check_config(config: EvalConfig, golden: GoldenSet) -> None:
-    """An error naming the option if ``config`` cannot be applied to ``golden``."""
+def check_config(config: EvalConfig, golden: GoldenSet, similarity: str = "cosine") -> None:
+    """An error naming the option if ``config`` cannot be applied to ``golden`` with a ``similarity`` model."""
     if config.protocol not in PROTOCOLS:
         raise EvalfastError(f"--protocol {config.protocol!r}: use one of {', '.join(PROTOCOLS)}")
     if config.protocol == "pairs" and golden.pairs is None:
@@ -92,7 +125,7 @@ def check_config(config: EvalConfig, golden: GoldenSet) -> None:
                             "relevance rows; use --protocol qrels for a BEIR folder")
     if not config.ks or min(config.ks) < 1:
         raise EvalfastError(f"--k {','.join(map(str, config.ks))}: cutoffs must be integers >= 1")
-    if not -1 <= config.rag_threshold <= 1:
+    if similarity == "cosine" and not -1 <= config.rag_threshold <= 1:
         raise EvalfastError(f"--rag-threshold {config.rag_threshold:g}: a cosine threshold lies in [-1, 1]")
 
 
@@ -100,14 +133,20 @@ Searcher = Callable[[np.ndarray, np.ndarray, int, np.ndarray], Run]  # (docs, qu
 
 
 def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.ndarray,
-                  config: EvalConfig = EvalConfig(), device: str = "cpu", searcher: Searcher | None = None) -> Scored:
+                  config: EvalConfig = EvalConfig(), device: str = "cpu", searcher: Searcher | None = None,
+                  similarity: str = "cosine") -> Scored:
     """Search ``query_vectors`` (float32 (n_queries, dim)) against ``doc_vectors`` (float32 (n_docs, dim)) on
-    ``device`` (or with ``searcher``) and score the run on ``golden`` under ``config``."""
-    check_config(config, golden)
+    ``device`` (or with ``searcher``) and score the run on ``golden`` under ``config``.
+
+    Documents are ranked by inner product, which is the model's ``similarity`` for an encoder's vectors (unit
+    vectors for cosine models); the RAG-style threshold metrics compare documents by it too."""
+    check_config(config, golden, similarity)
     start = time.perf_counter()
     depth = PAIRS_DEPTH if config.protocol == "pairs" else max(config.ks)
     find = searcher or (lambda docs, queries, k, tie_rank: search(docs, queries, k, tie_rank, device))
-    run = find(doc_vectors, query_vectors, depth, descending_name_rank(golden.doc_ids))
+    run = find(doc_vectors, query_vectors, depth + int(config.ignore_identical_ids), descending_name_rank(golden.doc_ids))
+    if config.ignore_identical_ids:
+        run = drop_identical_ids(run, golden, depth)
     searched = time.perf_counter()
 
     counts = {"queries": golden.n_queries, "documents": golden.n_docs}
@@ -122,13 +161,14 @@ def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.
         judged = judge(run.doc_ids, golden.qrels)
         per_query = compute(judged, config.metrics, config.ks)
         metrics, n_evaluated, n_skipped = summarize(per_query, judged.n_relevant)
-        rag_per_query = rag_metrics(judged, run.doc_ids, golden.qrels, doc_vectors, config.rag_k, config.rag_threshold)
+        rag_per_query = rag_metrics(judged, run.doc_ids, golden.qrels, doc_vectors, config.rag_k, config.rag_threshold,
+                                    similarity)
         rag = summarize(rag_per_query, judged.n_relevant)[0]
         per_query |= rag_per_query
         counts.update(queries_evaluated=n_evaluated, queries_skipped_no_relevant=n_skipped)
         evaluated, run_relevance = judged.n_relevant > 0, judged.gains
     sim_query, sim_doc = _similarity_pairs(golden)
-    cosines = pair_cosines(query_vectors, doc_vectors, sim_query, sim_doc)
+    cosines = pair_similarities(query_vectors, doc_vectors, sim_query, sim_doc)
     similarity = {key: float(values.mean()) if len(values) else float("nan")
                   for key, values in similarity_metrics(cosines, config.seed).items()}
     counts["similarity_pairs"] = len(cosines)
@@ -141,26 +181,31 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
              engine=None) -> EvalResult:
     """Embed the corpus and queries, search the top k exactly, and compute the metrics.
 
-    ``on_progress(n)`` is called as texts are embedded (corpus then queries; n_docs + n_queries in all).
-    ``engine``: None embeds and searches here; an :class:`evalfast.distributed.RayEngine` does both on a cluster.
+    Documents and queries get the encoder's document and query prompts (see Encoder.prompted); under the mteb
+    protocol only judged queries are evaluated (see for_protocol). ``on_progress(n)`` is called as texts are
+    embedded (corpus then queries; n_docs + n_queries in all). ``engine``: None embeds and searches here; an
+    :class:`evalfast.distributed.RayEngine` does both on a cluster.
 
     Example::
 
         result = evaluate(Encoder("export/all-MiniLM-L6-v2"), load_golden("data/golden/handwritten"))
         print(result.metrics["ndcg@10"])
     """
-    check_config(config, golden)
+    similarity = encoder.manifest.similarity
+    golden = for_protocol(golden, config.protocol)
+    check_config(config, golden, similarity)
     start = time.perf_counter()
+    doc_texts, query_texts = encoder.prompted(golden.doc_texts, "document"), encoder.prompted(golden.query_texts, "query")
     if engine is None:
-        docs = embed(encoder, golden.doc_texts, cache, on_progress)
-        queries = embed(encoder, golden.query_texts, cache, on_progress)
+        docs = embed(encoder, doc_texts, cache, on_progress)
+        queries = embed(encoder, query_texts, cache, on_progress)
         query_vectors = queries.vectors
     else:
-        docs, queries = engine.embed(golden.doc_texts), engine.embed(golden.query_texts)
+        docs, queries = engine.embed(doc_texts), engine.embed(query_texts)
         query_vectors = queries.vectors.dense()
     embed_seconds = time.perf_counter() - start
     scored = score_vectors(golden, docs.vectors, query_vectors, config, encoder.config.device,
-                           engine.search if engine is not None else None)
+                           engine.search if engine is not None else None, similarity)
     return EvalResult(
         model=str(encoder.folder),
         model_sha256=encoder.graph_sha256,
@@ -190,4 +235,12 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
         rag=scored.rag,
         evaluated=scored.evaluated,
         run_relevance=scored.run_relevance,
+        conventions=encoder_conventions(encoder),
     )
+
+
+def encoder_conventions(encoder: Encoder) -> dict:
+    """What an evaluation's vectors were made with, for its report: similarity, prompts, dimension, truncation."""
+    return {"similarity": encoder.manifest.similarity, "query_prompt": encoder.prompts["query"],
+            "document_prompt": encoder.prompts["document"], "dimension": encoder.dimension,
+            "max_seq_length": encoder.max_seq_length, "normalized": encoder.normalizes or (encoder.manifest.normalize and encoder.dimension == encoder.manifest.dimension)}

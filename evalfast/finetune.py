@@ -107,6 +107,10 @@ def load_splits(path: Path, seed: int) -> Splits:
                              f"({'/'.join(f'{f:g}' for f in SPLIT_FRACTIONS.values())}, seed {seed}), so no "
                              "prompt's queries are in two splits")
     for name in SPLIT_FRACTIONS:
+        missing = getattr(splits, name).missing_doc_ids
+        if missing:
+            raise EvalfastError(f"{path}: the {name} qrels judge {len(missing)} document(s) not in corpus.jsonl "
+                                f"({missing[0]!r}, ...); training needs every judged text, so add or drop them")
         n = int((getattr(splits, name).qrels.relevant_counts() > 0).sum())
         if n < MIN_SPLIT_QUERIES:
             raise EvalfastError(f"{path}: the {name} split has {n} judged queries; a golden set this small cannot "

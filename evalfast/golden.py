@@ -33,7 +33,12 @@ class Pairs:
 
 @dataclass(frozen=True)
 class GoldenSet:
-    """Queries and corpus (ids and texts, index-aligned) with their judgments."""
+    """Queries and corpus (ids and texts, index-aligned) with their judgments.
+
+    Judged documents absent from the corpus (real BEIR sets have a few) are kept in the qrels as documents
+    ``n_docs``, ``n_docs + 1``, ... named by ``missing_doc_ids``: relevant but never retrievable, so they count in
+    recall's and nDCG's denominators exactly as trec_eval counts them.
+    """
 
     source: Path
     query_ids: list[str]
@@ -42,6 +47,8 @@ class GoldenSet:
     doc_texts: list[str]
     qrels: Qrels
     pairs: Pairs | None = None
+    missing_doc_ids: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # what reading it tolerated, one line each, for the user
 
     @property
     def n_queries(self) -> int:
@@ -196,12 +203,18 @@ def _load_beir(folder: Path, split: str) -> GoldenSet:
     query_ids, query_texts = _beir_records(queries_path, with_title=False, split=split)
     if not query_ids:
         raise GoldenSetError(f"{queries_path}: no queries (in split {split!r}); add at least one")
-    qrels = _read_beir_qrels(qrels_path, query_ids, doc_ids)
-    return GoldenSet(folder, query_ids, query_texts, doc_ids, doc_texts, qrels)
+    qrels, missing = _read_beir_qrels(qrels_path, query_ids, doc_ids)
+    warnings = ()
+    if missing:
+        shown = ", ".join(repr(d) for d in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        warnings = (f"{qrels_path}: {len(missing)} judged document(s) not in corpus.jsonl ({shown}); kept as "
+                    "relevant but unretrievable, as trec_eval and MTEB count them",)
+    return GoldenSet(folder, query_ids, query_texts, doc_ids, doc_texts, qrels, None, tuple(missing), warnings)
 
 
 def _beir_records(path: Path, with_title: bool, split: str | None = None) -> tuple[list[str], list[str]]:
-    """Ids and texts (title + text for documents). Records with a "split" field other than ``split`` (as
+    """Ids and texts: a query's text as written, a document's ``(title + " " + text).strip()`` as MTEB and
+    sentence-transformers' evaluator join them. Records with a "split" field other than ``split`` (as
     evalfast's generators write) are left out."""
     ids: list[str] = []
     texts: list[str] = []
@@ -215,16 +228,19 @@ def _beir_records(path: Path, with_title: bool, split: str | None = None) -> tup
         seen[record_id] = line_no
         if split is not None and record.get("split", split) != split:
             continue
-        title = str(record.get("title") or "").strip() if with_title else ""
-        body = str(record.get("text") or "").strip()
+        body = str(record.get("text") or "")
+        text = f"{record.get('title') or ''} {body}".strip() if with_title else body
+        _text(path, line_no, "text", text)  # refuses an empty one
         ids.append(record_id)
-        texts.append(_text(path, line_no, "text", f"{title} {body}".strip()))
+        texts.append(text)
     return ids, texts
 
 
-def _read_beir_qrels(path: Path, query_ids: list[str], doc_ids: list[str]) -> Qrels:
+def _read_beir_qrels(path: Path, query_ids: list[str], doc_ids: list[str]) -> tuple[Qrels, list[str]]:
+    """The judgments, and the judged document ids absent from the corpus (indexed from len(doc_ids) on)."""
     query_index = {q: i for i, q in enumerate(query_ids)}
     doc_index = {d: i for i, d in enumerate(doc_ids)}
+    missing: dict[str, int] = {}
     judged: dict[tuple[int, int], tuple[float, int]] = {}
     with path.open(encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
@@ -238,9 +254,10 @@ def _read_beir_qrels(path: Path, query_ids: list[str], doc_ids: list[str]) -> Qr
             query_id, doc_id, score = fields
             if query_id not in query_index:
                 raise GoldenSetError(f"{path} line {line_no}: query {query_id!r} is not in queries.jsonl; fix or drop the line")
-            if doc_id not in doc_index:
-                raise GoldenSetError(f"{path} line {line_no}: document {doc_id!r} is not in corpus.jsonl; fix or drop the line")
-            key = (query_index[query_id], doc_index[doc_id])
+            doc = doc_index.get(doc_id)
+            if doc is None:
+                doc = missing.setdefault(doc_id, len(doc_ids) + len(missing))
+            key = (query_index[query_id], doc)
             if key in judged:
                 raise GoldenSetError(
                     f"{path} line {line_no}: {query_id} {doc_id} is judged twice (first on line {judged[key][1]}); keep one line"
@@ -248,7 +265,8 @@ def _read_beir_qrels(path: Path, query_ids: list[str], doc_ids: list[str]) -> Qr
             judged[key] = (_relevance(path, line_no, score), line_no)
     keys = np.asarray(list(judged), np.int64).reshape(-1, 2)
     relevance = np.asarray([rel for rel, _ in judged.values()], np.float64)
-    return Qrels(query=keys[:, 0], doc=keys[:, 1], relevance=relevance, n_queries=len(query_ids), n_docs=len(doc_ids))
+    return (Qrels(query=keys[:, 0], doc=keys[:, 1], relevance=relevance, n_queries=len(query_ids),
+                  n_docs=len(doc_ids) + len(missing)), list(missing))
 
 
 def select_queries(golden: GoldenSet, keep: np.ndarray, source: Path | None = None) -> GoldenSet:
@@ -257,7 +275,7 @@ def select_queries(golden: GoldenSet, keep: np.ndarray, source: Path | None = No
     new_index = np.cumsum(keep) - 1
     rows = keep[golden.qrels.query]
     qrels = Qrels(query=new_index[golden.qrels.query[rows]], doc=golden.qrels.doc[rows],
-                  relevance=golden.qrels.relevance[rows], n_queries=int(keep.sum()), n_docs=golden.n_docs)
+                  relevance=golden.qrels.relevance[rows], n_queries=int(keep.sum()), n_docs=golden.qrels.n_docs)
     kept = np.flatnonzero(keep)
     return GoldenSet(source or golden.source, [golden.query_ids[i] for i in kept], [golden.query_texts[i] for i in kept],
-                     golden.doc_ids, golden.doc_texts, qrels)
+                     golden.doc_ids, golden.doc_texts, qrels, None, golden.missing_doc_ids, golden.warnings)

@@ -87,17 +87,11 @@ class _OnnxTop:
     queries small enough that their score matrix stays within ``GPU_SCORES``."""
 
     def __init__(self, device: str):
-        import onnxruntime as ort
+        from .sessions import import_onnxruntime, onnx_session
 
-        from .encoder import require_cuda
-
-        providers = []
-        if device == "cuda":
-            require_cuda(ort)
-            providers = [("CUDAExecutionProvider", {"use_tf32": "0"})]
         self.device = device
-        self.session = ort.InferenceSession(_top_k_graph(), providers=[*providers, "CPUExecutionProvider"])
-        self.value_type = ort.OrtValue
+        self.session = onnx_session(_top_k_graph(), device)
+        self.value_type = import_onnxruntime().OrtValue
 
     def __call__(self, query_vectors: np.ndarray, docs: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
         resident = self.value_type.ortvalue_from_numpy(docs, self.device, 0)

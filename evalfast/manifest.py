@@ -14,33 +14,47 @@ MANIFEST_NAME = "evalfast.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 OUTPUT_NAME = "sentence_embedding"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added similarity, prompts, default_prompt_name, truncate_dim, max_positions, trust_remote_code
 
 
 @dataclass(frozen=True)
 class Parity:
-    """Agreement of the ONNX model with the PyTorch model on a probe set: 1 - cosine similarity."""
+    """Agreement of the ONNX model with the PyTorch model on a probe set: 1 - cosine similarity, and the largest
+    relative difference of the vectors' lengths (None in manifests written before it was measured)."""
 
     probe_texts: int
     max_one_minus_cos: float
     mean_one_minus_cos: float
+    max_relative_norm_error: float | None = None
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """What an exported model is and how to run it (the content of ``evalfast.json``)."""
+    """What an exported model is and how to run it (the content of ``evalfast.json``).
+
+    The conventions are the model's own, read from its sentence-transformers configuration at export: the
+    similarity function, whether the graph normalises its output, the prompts and the default prompt's name.
+    Manifests of format 1 (before conventions were recorded) read as cosine, normalised and without prompts,
+    which is what evalfast exported then.
+    """
 
     source: str
     sha256: str
     opset: int
-    max_seq_length: int
+    max_seq_length: int  # tokens the model reads by default (sentence-transformers' max_seq_length)
     pooling: str
-    normalize: bool
-    dimension: int
+    normalize: bool  # the graph ends with a Normalize layer (unit vectors)
+    dimension: int  # components of the graph's output
     do_lower_case: bool
     precision: str
     parity: Parity
     versions: dict[str, str] = field(default_factory=dict)
+    similarity: str = "cosine"  # "cosine" or "dot": sentence-transformers' similarity_fn_name
+    prompts: dict[str, str] = field(default_factory=dict)  # prompt name -> text prepended to each input
+    default_prompt_name: str | None = None  # the prompt plain encode() applies
+    truncate_dim: int | None = None  # components the model keeps by default (Matryoshka); None: all ``dimension``
+    max_positions: int | None = None  # the most tokens the model can take (position embeddings); None: unknown
+    trust_remote_code: bool = False  # the model was loaded with its own code
     format_version: int = FORMAT_VERSION
 
     def write(self, folder: Path) -> None:

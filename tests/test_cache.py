@@ -13,7 +13,7 @@ class CountingEncoder:
     """Wraps an encoder and records which texts reached the model."""
 
     def __init__(self, encoder: Encoder):
-        self.inner, self.manifest, self.seen = encoder, encoder.manifest, []
+        self.inner, self.dimension, self.seen = encoder, encoder.dimension, []
 
     def encode(self, texts, on_progress=None):
         self.seen.extend(texts)

@@ -7,7 +7,7 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from evalfast.encoder import Encoder, EncoderConfig, chunk_bounds, pack_batches, plan_batches
-from evalfast.export import one_minus_cos
+from evalfast.parity import one_minus_cos
 from conftest import TINY_MAX_SEQ_LENGTH
 
 TEXTS = [

@@ -8,10 +8,10 @@ import pytest
 from conftest import HANDWRITTEN
 from evalfast.encoder import Encoder, EncoderConfig
 from evalfast.evaluate import evaluate
-from evalfast.export import one_minus_cos
+from evalfast.parity import one_minus_cos
 from evalfast.golden import load_golden
 from evalfast.index import search
-from evalfast.precision import ensure_variant
+from evalfast.variants import ensure_variant
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 

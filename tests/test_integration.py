@@ -11,7 +11,7 @@ from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv
 from evalfast.cli import cli
 from evalfast.encoder import Encoder
 from evalfast.evaluate import EvalConfig, evaluate
-from evalfast.export import one_minus_cos
+from evalfast.parity import one_minus_cos
 from evalfast.golden import load_golden
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evalfast.metrics.pairs import pairs_metrics
-from evalfast.metrics.similarity import SIMULATED, pair_cosines, similarity_metrics
+from evalfast.metrics.similarity import SIMULATED, pair_similarities, similarity_metrics
 
 # Two queries' top 5 (doc ids, best first).
 RUN = np.array([[4, 2, 7, 1, 0],
@@ -43,10 +43,10 @@ def test_negative_row_below_cutoff_counts_only_where_absent():
     assert [values[f"precision@{k}"][0] for k in (1, 3, 5)] == [1.0, 1.0, 0.0]
 
 
-def test_pair_cosines_are_row_dot_products():
+def test_pair_similarities_are_row_dot_products():
     q = np.array([[1.0, 0.0], [0.6, 0.8]], np.float32)
     d = np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)
-    np.testing.assert_allclose(pair_cosines(q, d, np.array([0, 1, 1]), np.array([1, 0, 1])), [1.0, 0.8, 0.6], atol=1e-7)
+    np.testing.assert_allclose(pair_similarities(q, d, np.array([0, 1, 1]), np.array([1, 0, 1])), [1.0, 0.8, 0.6], atol=1e-7)
 
 
 def test_simulated_metrics_follow_the_seed_formulas_and_repeat():

@@ -9,8 +9,9 @@ import pytest
 
 from evalfast.encoder import Encoder, EncoderConfig
 from evalfast.errors import EvalfastError
-from evalfast.export import one_minus_cos
-from evalfast.precision import check_precision, ensure_variant, variant_file
+from evalfast.parity import one_minus_cos
+from evalfast.precision import check_precision, variant_file
+from evalfast.variants import ensure_variant
 
 TEXTS = ["a haunted lighthouse", "a recipe from my grandmother", "robots learning to paint", "a cozy mystery"]
 

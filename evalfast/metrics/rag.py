@@ -5,9 +5,11 @@
 * ``context_recall@k``: the share of a query's relevant documents found in the top k (RAGAS's context recall
   with the judged relevant documents as the reference contexts).
 * ``... (cosine >= t)``: the same two in the manner of RAGAS's non-LLM metrics, which match contexts to the
-  reference by a similarity threshold: a retrieved document counts as relevant when its embedding's cosine with
-  some reference document is at least ``t``, and a reference document counts as found when some retrieved
-  document reaches ``t`` with it. The threshold is part of the metric's name, so reports state it.
+  reference by a similarity threshold: a retrieved document counts as relevant when its embedding's similarity
+  with some reference document is at least ``t``, and a reference document counts as found when some retrieved
+  document reaches ``t`` with it. The similarity is the model's (cosine, or ``dot`` for dot-product models) and
+  is named with the threshold in the metric's name, so reports state both. A reference document that is not in
+  the corpus has no embedding and is never found.
 """
 
 from __future__ import annotations
@@ -42,23 +44,25 @@ def _reference_matrix(qrels: Qrels) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rag_metrics(judged: Judged, run_doc_ids: np.ndarray, qrels: Qrels, doc_vectors: np.ndarray, k: int,
-                threshold: float) -> dict[str, np.ndarray]:
+                threshold: float, similarity: str = "cosine") -> dict[str, np.ndarray]:
     """Per-query float64 (n_queries,) values of the four metrics at cutoff ``k`` (capped at the run's depth).
 
-    ``doc_vectors`` float32 (n_docs, dim) unit vectors (anything indexable by an id array); ``run_doc_ids`` int64
-    (n_queries, depth).
+    ``doc_vectors`` float32 (n_docs, dim), whose inner product is the model's ``similarity`` (anything indexable
+    by an id array); ``run_doc_ids`` int64 (n_queries, depth).
     """
     k = min(k, run_doc_ids.shape[1])
     retrieved = run_doc_ids[:, :k]
     references, has_reference = _reference_matrix(qrels)
-    cosines = np.einsum("qkd,qrd->qkr", doc_vectors[np.maximum(retrieved, 0)], doc_vectors[np.maximum(references, 0)])
-    close = (cosines >= threshold) & has_reference[:, None, :] & (retrieved >= 0)[:, :, None]
+    embedded = has_reference & (references < len(doc_vectors))
+    scores = np.einsum("qkd,qrd->qkr", doc_vectors[np.maximum(retrieved, 0)],
+                       doc_vectors[np.where(embedded, references, 0)])
+    close = (scores >= threshold) & embedded[:, None, :] & (retrieved >= 0)[:, :, None]
     n_references = has_reference.sum(axis=1)
     found = np.divide(close.any(axis=1).sum(axis=1), n_references, out=np.zeros(len(retrieved)),
                       where=n_references > 0)
     return {
         f"context_precision@{k}": context_precision(judged.gains[:, :k] > 0),
         f"context_recall@{k}": recall(judged, k),
-        f"context_precision@{k} (cosine >= {threshold:g})": context_precision(close.any(axis=2)),
-        f"context_recall@{k} (cosine >= {threshold:g})": found,
+        f"context_precision@{k} ({similarity} >= {threshold:g})": context_precision(close.any(axis=2)),
+        f"context_recall@{k} ({similarity} >= {threshold:g})": found,
     }

@@ -1,4 +1,5 @@
-"""Cosine similarity of queries with their relevant contexts, and the seed's "simulated RAGAS" metrics.
+"""Similarity of queries with their relevant contexts (the model's: cosine, or dot product), and the seed's
+"simulated RAGAS" metrics.
 
 The simulated metrics are the seed's formulas: each is the pair's cosine s rescaled plus uniform noise,
 clipped to [0, 1]. They are NOT RAGAS (no LLM judges anything); evalfast keeps them so the seed's tables
@@ -20,9 +21,10 @@ SIMULATED = {
 }
 
 
-def pair_cosines(query_vectors: np.ndarray, doc_vectors: np.ndarray, query: np.ndarray, doc: np.ndarray
-                 ) -> np.ndarray:
-    """float64 (n_pairs,): cosine of each (query, doc) pair; vectors are unit float32 (n, dim)."""
+def pair_similarities(query_vectors: np.ndarray, doc_vectors: np.ndarray, query: np.ndarray, doc: np.ndarray
+                      ) -> np.ndarray:
+    """float64 (n_pairs,): inner product of each (query, doc) pair, which is the cosine for unit float32 (n, dim)
+    vectors and the dot product otherwise."""
     return np.einsum("ij,ij->i", query_vectors[query].astype(np.float64), doc_vectors[doc].astype(np.float64))
 
 
