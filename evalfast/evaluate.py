@@ -30,7 +30,8 @@ class EvalConfig:
     """What to compute: the protocol, the cutoffs and metrics (qrels and mteb protocols), the noise seed.
 
     The mteb protocol is the qrels protocol as MTEB's retrieval tasks run it: only the queries the qrels judge
-    are embedded and scored, at ``MTEB_KS`` by default.
+    are embedded, and every one of them is averaged (one judged only non-relevant scores 0, as pytrec_eval scores
+    it), at ``MTEB_KS`` by default.
     """
 
     protocol: str = "qrels"
@@ -40,6 +41,7 @@ class EvalConfig:
     rag_k: int = 10  # cutoff of the RAG-style context precision and recall
     rag_threshold: float = 0.5  # similarity at which a retrieved document matches a reference one (threshold variants)
     ignore_identical_ids: bool = False  # drop a retrieved document whose id is the query's (MTEB: ArguAna, Quora)
+    # from the run, which then holds one document fewer for those queries, as MTEB's does
 
     @classmethod
     def for_protocol(cls, protocol: str, ks: tuple[int, ...] | None = None, **settings) -> EvalConfig:
@@ -89,12 +91,13 @@ def for_protocol(golden: GoldenSet, protocol: str) -> GoldenSet:
     return golden if judged.all() else select_queries(golden, judged)
 
 
-def drop_identical_ids(run: Run, golden: GoldenSet, depth: int) -> Run:
-    """``run`` without each query's own document (the one whose id is the query's id), cut to ``depth``."""
+def drop_identical_ids(run: Run, golden: GoldenSet) -> Run:
+    """``run`` without each query's own document (the one whose id is the query's id), the rest moved up and
+    the row padded: MTEB removes it after the search, without fetching another."""
     doc_index = {doc_id: i for i, doc_id in enumerate(golden.doc_ids)}
     own = np.array([doc_index.get(query_id, -1) for query_id in golden.query_ids], np.int64)
     dropped = (run.doc_ids == own[:, None]) & (own[:, None] >= 0)
-    order = np.argsort(dropped, axis=1, kind="stable")[:, :depth]
+    order = np.argsort(dropped, axis=1, kind="stable")
     doc_ids, scores = np.take_along_axis(run.doc_ids, order, 1), np.take_along_axis(run.scores, order, 1)
     gone = np.take_along_axis(dropped, order, 1)
     return Run(np.where(gone, -1, doc_ids), np.where(gone, -np.inf, scores))
@@ -144,9 +147,9 @@ def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.
     start = time.perf_counter()
     depth = PAIRS_DEPTH if config.protocol == "pairs" else max(config.ks)
     find = searcher or (lambda docs, queries, k, tie_rank: search(docs, queries, k, tie_rank, device))
-    run = find(doc_vectors, query_vectors, depth + int(config.ignore_identical_ids), descending_name_rank(golden.doc_ids))
+    run = find(doc_vectors, query_vectors, depth, descending_name_rank(golden.doc_ids))
     if config.ignore_identical_ids:
-        run = drop_identical_ids(run, golden, depth)
+        run = drop_identical_ids(run, golden)
     searched = time.perf_counter()
 
     counts = {"queries": golden.n_queries, "documents": golden.n_docs}
@@ -160,13 +163,14 @@ def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.
     else:
         judged = judge(run.doc_ids, golden.qrels)
         per_query = compute(judged, config.metrics, config.ks)
-        metrics, n_evaluated, n_skipped = summarize(per_query, judged.n_relevant)
+        averaged = np.ones(golden.n_queries, bool) if config.protocol == "mteb" else judged.n_relevant > 0
+        metrics, n_evaluated, n_skipped = summarize(per_query, averaged)
         rag_per_query = rag_metrics(judged, run.doc_ids, golden.qrels, doc_vectors, config.rag_k, config.rag_threshold,
                                     similarity)
-        rag = summarize(rag_per_query, judged.n_relevant)[0]
+        rag = summarize(rag_per_query, averaged)[0]
         per_query |= rag_per_query
         counts.update(queries_evaluated=n_evaluated, queries_skipped_no_relevant=n_skipped)
-        evaluated, run_relevance = judged.n_relevant > 0, judged.gains
+        evaluated, run_relevance = averaged, judged.gains
     sim_query, sim_doc = _similarity_pairs(golden)
     cosines = pair_similarities(query_vectors, doc_vectors, sim_query, sim_doc)
     similarity = {key: float(values.mean()) if len(values) else float("nan")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .evaluate import EvalResult
 
 MTEB_FAMILIES = {"ndcg": "ndcg_at", "map": "map_at", "recall": "recall_at", "precision": "precision_at",
-                 "mrr": "mrr_at"}
+                 "mrr": "mrr_at", "hit_rate": "hit_rate_at"}
 """evalfast metric name -> MTEB's key prefix (``ndcg@10`` -> ``ndcg_at_10``)."""
 MAIN_SCORE = "ndcg_at_10"  # MTEB's main score of retrieval tasks
 
@@ -24,7 +24,8 @@ def mteb_document(result: EvalResult, task_name: str, split: str, evaluation_sec
                   languages: tuple[str, ...] = ()) -> dict:
     """The result file MTEB writes for one retrieval task (``task_name``, ``scores`` -> split -> one subset,
     ``main_score`` = nDCG@10, ``evaluation_time`` in seconds), plus an ``evalfast`` entry naming the model, its
-    graph's sha256, the conventions it ran with and the query counts."""
+    graph's sha256, the conventions it ran with and the query counts. Scores are not rounded (MTEB rounds most
+    to 5 decimals); MTEB's nauc_* keys are not computed."""
     scores = mteb_scores(result.metrics)
     if MAIN_SCORE not in scores:
         raise ValueError("mteb_document: the result has no ndcg@10, MTEB's main score")

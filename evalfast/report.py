@@ -10,7 +10,7 @@ from .stats import Interval
 from .evaluate import EvalResult
 from .metrics.similarity import SIMULATED_NOTE
 
-SCHEMA_VERSION = 2  # 2: intervals and the RAG-style metrics
+SCHEMA_VERSION = 3  # 2: intervals and the RAG-style metrics; 3: the model's conventions
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -51,8 +51,10 @@ def metric_grid(metrics: dict[str, float]) -> tuple[list[str], list[list[str]]]:
 
 def _summary_lines(result: EvalResult) -> list[str]:
     c, t, e = result.counts, result.timings, result.embedding
-    lines = [f"model   {result.model} (sha256 {result.model_sha256[:12]}), {result.precision} on {result.device}",
-             f"golden  {result.golden}: {c['queries']} queries, {c['documents']} documents, protocol {result.protocol}"]
+    lines = [f"model   {result.model} (sha256 {result.model_sha256[:12]}), {result.precision} on {result.device}"]
+    if result.conventions:
+        lines.append(f"ranked  by {_conventions_line(result.conventions)}")
+    lines.append(f"golden  {result.golden}: {c['queries']} queries, {c['documents']} documents, protocol {result.protocol}")
     if result.protocol == "pairs":
         lines.append(f"rows    {c['rows']} scored one by one ({c['positive_rows']} positive), the seed's row-wise protocol")
     else:
@@ -63,6 +65,14 @@ def _summary_lines(result: EvalResult) -> list[str]:
                  f"{t['tokens_per_second']:,.0f} tokens/s); search {t['search_seconds']:.3f} s; "
                  f"metrics {t['metrics_seconds']:.3f} s")
     return lines
+
+
+def _conventions_line(conventions: dict) -> str:
+    """"cosine, 384 dimensions, 256 tokens, query prompt 'query: ', no document prompt"."""
+    prompts = [f"{role} prompt {conventions[f'{role}_prompt']!r}" if conventions[f"{role}_prompt"] else f"no {role} prompt"
+               for role in ("query", "document")]
+    return ", ".join([conventions["similarity"], f"{conventions['dimension']} dimensions",
+                      f"{conventions['max_seq_length']} tokens", *prompts])
 
 
 INTERVAL_KEYS = ("hit_rate@10", "precision@10", "recall@10", "mrr@10", "ndcg@10", "map@100", "r_precision")
@@ -111,6 +121,7 @@ def result_json(result: EvalResult, intervals: dict[str, Interval]) -> dict:
         "device": result.device,
         "golden": result.golden,
         "protocol": result.protocol,
+        "conventions": result.conventions,
         "metrics": {**result.metrics, **result.rag, **result.similarity},
         "intervals": {key: {"mean": i.mean, "low": i.low, "high": i.high} for key, i in intervals.items()},
         "notes": {"simulated_*": SIMULATED_NOTE, "intervals": "95% percentile bootstrap over queries, 1000 resamples",

@@ -106,7 +106,10 @@ def rag_keys(k: int) -> set[str]:
 def test_eval_demo_json_report(demo_runs: dict) -> None:
     result, report = demo_runs["first"]
     ok(result)
-    assert report["schema_version"] == 2 and report["protocol"] == "qrels"
+    assert report["schema_version"] == 3 and report["protocol"] == "qrels"
+    assert report["conventions"] == {"similarity": "cosine", "query_prompt": "", "document_prompt": "",
+                                     "dimension": DIMENSION, "max_seq_length": 24, "normalized": True}
+    assert "ranked  by cosine, 32 dimensions, 24 tokens, no query prompt, no document prompt" in result.output
     expected = {f"{m}@{k}" for m in RANKING for k in (1, 3, 5, 10, 100)} | {"r_precision"} | SIMILARITY_KEYS | rag_keys(10)
     assert set(report["metrics"]) == expected
     assert set(report["intervals"]) == expected - SIMILARITY_KEYS

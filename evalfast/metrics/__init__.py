@@ -70,7 +70,8 @@ def compute(judged: Judged, names: Sequence[str], ks: Sequence[int]) -> dict[str
 
 
 def summarize(per_query: dict[str, np.ndarray], n_relevant: np.ndarray) -> tuple[dict[str, float], int, int]:
-    """Means over queries with n_relevant > 0 (int64 (n_queries,)), plus (n_evaluated, n_skipped).
+    """Means over queries with n_relevant > 0 (int64 (n_queries,), or a bool mask of the queries to average),
+    plus (n_evaluated, n_skipped).
 
     Means are 0.0 when no query has a relevant doc, as trec_eval reports for an empty average.
     """
