@@ -187,7 +187,8 @@ class Encoder:
         if not self.model_path.is_file():
             raise ModelError(f"{self.folder}: no {config.precision} variant ({self.model_path.name}); build it with "
                              "evalfast.precision.ensure_variant (the CLI does so on first use)")
-        self.dimension = _checked_dim(config.dim or self.manifest.truncate_dim, self.manifest.dimension)
+        self.dimension = _checked_dim(self.manifest.truncate_dim if config.dim is None else config.dim,
+                                      self.manifest.dimension)
         self.max_seq_length = _checked_max_seq_length(config.max_seq_length, self.manifest)
         self.normalizes = self.manifest.similarity == "cosine" and (
             not self.manifest.normalize or self.dimension < self.manifest.dimension)  # else the graph's are final

@@ -76,6 +76,10 @@ def _load_sentence_transformer(source: Path, trust_remote_code: bool) -> _Loaded
         hint = ("; it ships its own code: pass --trust-remote-code if you trust it"
                 if "trust_remote_code" in str(err) and not trust_remote_code else "")
         raise ModelError(f"{source}: cannot load as a sentence-transformers model ({err}){hint}") from err
+    own_code = getattr(getattr(getattr(model[0], "auto_model", None), "config", None), "auto_map", None)
+    if own_code and not trust_remote_code:  # transformers would quietly run its stock class for a known type
+        raise ModelError(f"{source}: it ships its own code (auto_map in config.json); pass --trust-remote-code "
+                         "if you trust it")
     pooling = next((m for m in model if isinstance(m, Pooling)), None)
     if pooling is None:
         raise ModelError(f"{source}: the model has no pooling module; evalfast exports sentence-embedding models only")
