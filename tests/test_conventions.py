@@ -553,3 +553,38 @@ def test_remote_code_exports_when_trusted(tmp_path, model_type, built, st_models
     assert gaps(reference, ours)[0] <= PARITY
     plain = st_models("bert-mean").encode_document(TEXTS)  # the same weights without the custom code
     assert gaps(plain, ours)[0] > 1e-3  # so the export ran the model's own code
+
+
+# ---------------------------------------------------------------------------------------- 3h. the command line
+
+@pytest.mark.parametrize("role, options, st_call", [
+    ("query", [], "encode_query"),
+    ("document", [], "encode_document"),
+    ("query", ["--query-prompt", ""], "encode"),
+])
+def test_embed_command_applies_the_roles_prompt(built, st_models, tmp_path, role, options, st_call):
+    from click.testing import CliRunner
+
+    from evalfast.cli import cli
+
+    model = built("bert-prompts")
+    lines = tmp_path / "texts.txt"
+    lines.write_text("haunted lighthouse\n  a cozy mystery \n", encoding="utf-8")
+    out = tmp_path / "vectors.npy"
+    result = CliRunner().invoke(cli, ["embed", "-m", str(model.export), "-i", str(lines), "-o", str(out), "--role",
+                                      role, *options, "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    reference = getattr(st_models("bert-prompts"), st_call)(["haunted lighthouse", "  a cozy mystery "])
+    assert gaps(reference, np.load(out))[0] <= PARITY
+
+
+def test_embed_command_refuses_a_plain_prompt_for_another_role(built, tmp_path):
+    from click.testing import CliRunner
+
+    from evalfast.cli import cli
+
+    lines = tmp_path / "texts.txt"
+    lines.write_text("x\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["embed", "-m", str(built("bert-prompts").export), "-i", str(lines), "-o",
+                                      str(tmp_path / "v.npy"), "--role", "query", "--prompt", "q: "])
+    assert result.exit_code == 2 and "--query-prompt" in result.output and not (tmp_path / "v.npy").exists()
