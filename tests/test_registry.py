@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO, write_file
 from evalfast import registry
 from evalfast.errors import ModelError
 from evalfast.registry import MINILM, MODELS, MPNET, ModelSpec, Part, find_model, local_folder, model_names
 
-REPO = Path(__file__).resolve().parent.parent
 MODEL_FILES = {
     "config.json": json.dumps({"model_type": "bert", "hidden_size": 8}),
     "modules.json": json.dumps([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]),
@@ -30,12 +30,7 @@ MODEL_FILES = {
 
 def make_model_dir(folder: Path) -> Path:
     for rel, content in MODEL_FILES.items():
-        path = folder / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
+        write_file(folder / rel, content)
     return folder
 
 
