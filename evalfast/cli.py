@@ -308,6 +308,14 @@ def export_command(model: str, output: Path | None, opset: int | None, overwrite
                f"{manifest.parity.max_relative_norm_error:.2e}\n  sha256 {manifest.sha256}")
 
 
+def text_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file, split at "\n" and "\r\n" only: form feeds, U+2028 and the other characters
+    str.splitlines() also breaks at stay inside their line."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        text = handle.read()
+    return [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")] if text else []
+
+
 def read_texts(path: Path, field: str | None) -> list[str]:
     """Texts from a file, as written: one per line, or the ``field`` of each JSONL object. Blank texts are errors."""
     if not path.is_file():
@@ -321,7 +329,7 @@ def read_texts(path: Path, field: str | None) -> list[str]:
                 raise EvalfastError(f"{path} line {line_no}: field {field!r} is missing or empty; use --field to pick another")
             texts.append(value)
     else:
-        texts = path.read_text(encoding="utf-8").splitlines()
+        texts = text_lines(path)
         for line_no, text in enumerate(texts, start=1):
             if not text.strip():
                 raise EvalfastError(f"{path} line {line_no}: empty line; every line must hold one text")

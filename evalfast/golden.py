@@ -242,7 +242,7 @@ def _read_beir_qrels(path: Path, query_ids: list[str], doc_ids: list[str]) -> tu
     doc_index = {d: i for i, d in enumerate(doc_ids)}
     missing: dict[str, int] = {}
     judged: dict[tuple[int, int], tuple[float, int]] = {}
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for line_no, line in enumerate(handle, start=1):
             fields = line.split()
             if not fields:

@@ -29,10 +29,11 @@ RUN = _Format("qid Q0 docid rank score tag", 4, float, "a numeric score")
 
 
 def _records(path: str | os.PathLike[str], columns: str) -> Iterator[tuple[int, list[str]]]:
-    """Yield (line number, fields) for each non-blank line of a whitespace-separated UTF-8 file with these columns."""
+    """Yield (line number, fields) for each non-blank line of a whitespace-separated UTF-8 file with these columns
+    (a byte-order mark at its start is not part of the first field)."""
     name, width, empty = os.fspath(path), len(columns.split()), True
     try:
-        with open(path, encoding="utf-8") as lines:
+        with open(path, encoding="utf-8-sig") as lines:
             for lineno, line in enumerate(lines, 1):
                 fields = line.split()
                 if not fields:

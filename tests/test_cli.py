@@ -237,6 +237,15 @@ def test_embed_text_file(tiny_export: Path, tmp_path: Path) -> None:
         np.testing.assert_allclose(np.load(alone)[0], vectors[i], atol=1e-6)
 
 
+@pytest.mark.parametrize("breaker", ["\f", "\x1c", "\x85", "\u2028", "\v", "\r"])
+def test_embed_splits_lines_at_newlines_only(tiny_export: Path, tmp_path: Path, breaker: str) -> None:
+    # str.splitlines() also breaks at these; one row per line of the file, BOM and CRLF line ends or not
+    text = "\ufeffone" + breaker + "line\r\nsecond\nthird" + breaker + "\n"
+    result, output = embed_file(tiny_export, tmp_path, "texts.txt", text)
+    ok(result)
+    assert np.load(output).shape == (3, DIMENSION), result.output
+
+
 @pytest.mark.parametrize(("name", "field", "extra"), [("texts.jsonl", "body", ["--field", "body"]),
                                                       ("texts.jsonl", "text", []),
                                                       ("records.json", "body", ["--field", "body"])])

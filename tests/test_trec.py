@@ -47,6 +47,17 @@ def test_read_qrels(tmp_path: Path) -> None:
     np.testing.assert_array_equal(qrels.relevant_counts(), [2, 0])
 
 
+@pytest.mark.parametrize(("text", "read"), [(QRELS, read_qrels), (RUN, lambda path: read_run(path, [], []))],
+                         ids=["qrels", "run"])
+def test_a_byte_order_mark_is_not_part_of_the_first_id(tmp_path: Path, text: str, read) -> None:
+    # Windows editors save UTF-8 with a BOM; kept, it would rename the first query and lose its judgment
+    plain = read(write(tmp_path, "plain.txt", text))
+    marked = read(write(tmp_path, "marked.txt", "\ufeff" + text))
+    assert marked[1:] == plain[1:]
+    for field in ("query", "doc") if hasattr(plain[0], "relevance") else ("doc_ids", "scores"):
+        np.testing.assert_array_equal(getattr(marked[0], field), getattr(plain[0], field))
+
+
 def test_read_run_extends_vocabularies_and_orders_like_trec_eval(tmp_path: Path) -> None:
     run, queries, docs = read_run(write(tmp_path, "run.txt", RUN), ["q1", "q2"], ["a", "b", "c"])
     assert (queries, docs) == (["q1", "q2", "q3"], ["a", "b", "c", "z"])
