@@ -19,7 +19,7 @@ import numpy as np
 
 from .conventions import resolve_prompt
 from .errors import EvalfastError, ModelError
-from .manifest import OUTPUT_NAME, TOKENIZER_FILE, Manifest, file_sha256, read_manifest
+from .manifest import OUTPUT_NAME, TOKENIZER_FILE, Manifest, read_manifest, remembered_sha256
 from .precision import check_precision, variant_file
 from .sessions import onnx_session
 
@@ -197,6 +197,8 @@ class Encoder:
         self.tokenizer = load_tokenizer(self.folder / TOKENIZER_FILE, self.max_seq_length)
         self._workers: ProcessPoolExecutor | None = None  # started on first use, kept for later calls
         self.session = onnx_session(self.model_path, config.device, config.threads)
+        # of the bytes that run, not the manifest's record: a graph replaced in place never reuses stale vectors
+        self.graph_sha256 = remembered_sha256(self.model_path)
         self.input_names = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if OUTPUT_NAME not in outputs:
@@ -205,10 +207,6 @@ class Encoder:
                 "export the model with `evalfast export`"
             )
 
-    @property
-    def graph_sha256(self) -> str:
-        """sha256 of the graph this encoder runs: the export's, or its precision variant's."""
-        return self.manifest.sha256 if self.config.precision == "fp32" else file_sha256(self.model_path)
 
     @property
     def fingerprint(self) -> str:

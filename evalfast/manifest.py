@@ -70,6 +70,32 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+HASHES_NAME = ".evalfast-hashes.json"  # sha256 of the folder's graphs, by file name, with the size and mtime hashed
+
+
+def remembered_sha256(path: Path) -> str:
+    """sha256 of the bytes of ``path``, hashed once and remembered beside it by size and modification time, so a
+    file replaced in place is hashed again. Where the folder is read-only it is hashed every time."""
+    stat = path.stat()
+    seen = [stat.st_size, stat.st_mtime_ns]
+    memo_path = path.parent / HASHES_NAME
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memo = {}
+    entry = memo.get(path.name) if isinstance(memo, dict) else None
+    if isinstance(entry, dict) and entry.get("seen") == seen and isinstance(entry.get("sha256"), str):
+        return entry["sha256"]
+    digest = file_sha256(path)
+    memo = memo if isinstance(memo, dict) else {}
+    memo[path.name] = {"seen": seen, "sha256": digest}
+    try:
+        write_text(memo_path, json.dumps(memo, indent=2) + "\n")
+    except OSError:
+        pass  # a read-only export: hash again next time
+    return digest
+
+
 def is_exported(folder: Path) -> bool:
     """True if ``folder`` looks like an evalfast export (it has a manifest)."""
     return (Path(folder) / MANIFEST_NAME).is_file()

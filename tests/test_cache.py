@@ -55,3 +55,48 @@ def test_embed_encodes_each_distinct_text_once_and_reuses_the_cache(tiny_export,
     assert encoder.seen == ["violet"] and (second.n_encoded, second.n_cached) == (1, 2)
     np.testing.assert_array_equal(second.vectors[[0, 2]], first.vectors[[3, 0]])
     np.testing.assert_allclose(second.vectors[1], Encoder(tiny_export).encode(["violet"]).vectors[0], atol=1e-6)
+
+
+def test_a_graph_replaced_in_place_is_not_served_from_the_cache(tiny_export, tmp_path):
+    # another valid graph of the same shape under the old manifest: the cache key must follow the bytes that run
+    import shutil
+
+    from conftest import HANDWRITTEN, make_tiny_model
+    from evalfast.evaluate import evaluate
+    from evalfast.export import export_model
+    from evalfast.golden import load_golden
+    from evalfast.manifest import MODEL_FILE, file_sha256
+
+    folder = tmp_path / "export"
+    shutil.copytree(tiny_export, folder)
+    golden = load_golden(HANDWRITTEN)
+    first = Encoder(folder)
+    before = evaluate(first, golden, cache=EmbeddingCache(tmp_path / "cache", first.fingerprint))
+    other = export_model(str(make_tiny_model(tmp_path / "other", seed=1)), tmp_path / "other-export")
+    shutil.copy(tmp_path / "other-export" / MODEL_FILE, folder / MODEL_FILE)
+    swapped = Encoder(folder)
+    assert swapped.graph_sha256 == file_sha256(folder / MODEL_FILE) == other.sha256 != first.graph_sha256
+    cached = evaluate(swapped, golden, cache=EmbeddingCache(tmp_path / "cache", swapped.fingerprint))
+    fresh = evaluate(Encoder(folder), golden)
+    assert cached.model_sha256 == other.sha256 and cached.embedding["cached"] == 0
+    assert cached.metrics == fresh.metrics != before.metrics
+
+
+def test_a_graphs_hash_is_remembered_until_the_file_changes(tmp_path):
+    import hashlib
+    import json
+    import os
+
+    from evalfast.manifest import HASHES_NAME, remembered_sha256
+
+    graph = tmp_path / "model.onnx"
+    graph.write_bytes(b"first graph")
+    assert remembered_sha256(graph) == hashlib.sha256(b"first graph").hexdigest()
+    memo = tmp_path / HASHES_NAME
+    poisoned = json.loads(memo.read_text())
+    poisoned["model.onnx"]["sha256"] = "remembered"
+    memo.write_text(json.dumps(poisoned))
+    assert remembered_sha256(graph) == "remembered"  # same size and mtime: not read again
+    graph.write_bytes(b"other graph")  # same size, new content and mtime
+    os.utime(graph, ns=(graph.stat().st_atime_ns, graph.stat().st_mtime_ns + 1_000_000))
+    assert remembered_sha256(graph) == hashlib.sha256(b"other graph").hexdigest()
