@@ -207,7 +207,6 @@ class Encoder:
                 "export the model with `evalfast export`"
             )
 
-
     @property
     def fingerprint(self) -> str:
         """Identifies what this encoder computes from a text: graph and weights, tokenizer, truncation, dimension

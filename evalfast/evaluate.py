@@ -172,11 +172,11 @@ def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.
         counts.update(queries_evaluated=n_evaluated, queries_skipped_no_relevant=n_skipped)
         evaluated, run_relevance = averaged, judged.gains
     sim_query, sim_doc = _similarity_pairs(golden)
-    cosines = pair_similarities(query_vectors, doc_vectors, sim_query, sim_doc)
-    similarity = {key: float(values.mean()) if len(values) else float("nan")
-                  for key, values in similarity_metrics(cosines, config.seed).items()}
-    counts["similarity_pairs"] = len(cosines)
-    return Scored(run, per_query, metrics, similarity, counts, searched - start, time.perf_counter() - searched, rag,
+    pair_scores = pair_similarities(query_vectors, doc_vectors, sim_query, sim_doc)
+    pair_means = {key: float(values.mean()) if len(values) else float("nan")
+                  for key, values in similarity_metrics(pair_scores, config.seed).items()}
+    counts["similarity_pairs"] = len(pair_scores)
+    return Scored(run, per_query, metrics, pair_means, counts, searched - start, time.perf_counter() - searched, rag,
                   evaluated, run_relevance)
 
 

@@ -16,7 +16,7 @@ from .cache import default_cache_dir
 from .conventions import check_similarity
 from .encoder import Encoder, EncoderConfig
 from .errors import EvalfastError, ModelError
-from .manifest import MODEL_FILE, OUTPUT_NAME, Manifest, Parity, file_sha256, is_exported, read_manifest
+from .manifest import MODEL_FILE, OUTPUT_NAME, Manifest, Parity, file_sha256, is_exported
 from .parity import PROBE_TEXTS, parity
 from .registry import find_model, local_folder, model_names
 
@@ -182,7 +182,7 @@ def export_model(model: str, output: str | Path | None = None, opset: int | None
             trust_remote_code=trust_remote_code,
         )
         manifest.write(staging)  # the encoder of the parity check reads it
-        manifest = replace(manifest, parity=measure_parity(staging, st_model))
+        manifest = replace(manifest, parity=measure_parity(staging, st_model, loaded.dimension))
         gap = manifest.parity.max_one_minus_cos
         if loaded.similarity == "dot":  # ranks by length too
             gap = max(gap, manifest.parity.max_relative_norm_error)
@@ -196,13 +196,13 @@ def export_model(model: str, output: str | Path | None = None, opset: int | None
     return manifest
 
 
-def measure_parity(folder: Path, st_model) -> Parity:
-    """How far the export in ``folder`` is from the PyTorch model on :data:`PROBE_TEXTS` (no prompt): 1 - cos, and
-    the relative difference of the vectors' lengths (which a dot-product model's ranking depends on)."""
+def measure_parity(folder: Path, st_model, dimension: int) -> Parity:
+    """How far the export in ``folder`` is from the PyTorch model on :data:`PROBE_TEXTS` (no prompt), on all
+    ``dimension`` components of the graph's output: 1 - cos, and the relative difference of the vectors' lengths
+    (which a dot-product model's ranking depends on)."""
     texts = list(PROBE_TEXTS)
     reference = st_model.encode(texts, prompt="", batch_size=len(texts), convert_to_numpy=True)
-    every_component = EncoderConfig(dim=read_manifest(folder).dimension)
-    return parity(reference, Encoder(folder, every_component).encode(texts).vectors)
+    return parity(reference, Encoder(folder, EncoderConfig(dim=dimension)).encode(texts).vectors)
 
 
 def ensure_exported(model: str, cache_dir: Path, trust_remote_code: bool = False) -> Path:
