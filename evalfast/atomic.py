@@ -37,8 +37,9 @@ def _tag(name: str) -> str:
 
 
 def _is_special(final: Path) -> bool:
-    """True for ``-`` and for existing targets (links followed) that are not regular files or folders."""
-    if str(final) == STDOUT:
+    """True for ``-``, for names under /dev and /proc (``/dev/stdout`` redirected to a file is still the stream),
+    and for existing targets (links followed) that are not regular files or folders."""
+    if str(final) == STDOUT or os.path.abspath(final).startswith(("/dev/", "/proc/")):
         return True
     try:
         mode = os.stat(final).st_mode

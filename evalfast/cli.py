@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .atomic import atomic_path, write_text
+from .atomic import STDOUT, Outputs, all_or_none
 from .cache import EmbeddingCache, default_cache_dir
 from .cli_golden import golden as golden_group
 from .compare import StatSettings, compare_results, metric_intervals
@@ -46,9 +46,28 @@ class EvalfastGroup(click.Group):
         except EvalfastError as err:
             click.echo(f"error: {err}", err=True)
             ctx.exit(2)
-        except OSError as err:
-            click.echo(f"error: {err.filename or ''}: {err.strerror or err}", err=True)
+        except click.UsageError as err:
+            where = err.ctx.command_path if err.ctx else ctx.command_path
+            click.echo(f"error: {' '.join(err.format_message().split())} (see {where} --help)", err=True)
             ctx.exit(2)
+        except OSError as err:
+            click.echo(f"error: {err.filename or 'evalfast'}: {err.strerror or err}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: no output was written; what was embedded is kept in the cache, so running the "
+                       "same command again continues from there", err=True)
+            ctx.exit(130)
+
+
+MAX_CUTOFF = 2**31 - 1
+
+
+def human_to_stderr(*paths: Path | None) -> bool:
+    """True when one output is ``-`` (standard output): the text for people then goes to stderr. Refuses two."""
+    dashes = sum(str(path) == STDOUT for path in paths if path is not None)
+    if dashes > 1:
+        raise EvalfastError("only one output can be '-' (standard output); give the others file names")
+    return dashes == 1
 
 
 def parse_ks(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
@@ -59,8 +78,8 @@ def parse_ks(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
         ks = tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
     except ValueError:
         raise click.BadParameter(f"{value!r}: give comma-separated integers, e.g. 1,3,5,10") from None
-    if not ks or ks[0] < 1:
-        raise click.BadParameter(f"{value!r}: cutoffs must be integers >= 1")
+    if not ks or ks[0] < 1 or ks[-1] > MAX_CUTOFF:
+        raise click.BadParameter(f"{value!r}: cutoffs must be integers from 1 to {MAX_CUTOFF:,}")
     return ks
 
 
@@ -374,20 +393,31 @@ def embed_command(model, device, precision, cache_dir, no_cache, input_path, fie
         ray_engine = engine.ray_engine(encoder, cache_dir)
         result = ray_engine.embed(texts) if ray_engine else embed(encoder, texts, cache, bar.update)
         vectors = result.vectors.dense() if ray_engine else result.vectors
-    with atomic_path(output) as tmp:
-        with tmp.open("wb") as handle:
-            np.save(handle, vectors)
+    with all_or_none() as out:
+        out.write(output, lambda tmp: save_npy(tmp, vectors))
     click.echo(f"embedded {result.n_texts} texts ({result.n_encoded} encoded, {result.n_cached} from cache, "
                f"{result.n_truncated} truncated to {encoder.max_seq_length} tokens) in {result.seconds:.2f} s: "
                f"{result.texts_per_second:,.1f} sentences/s, {result.tokens_per_second:,.0f} tokens/s -> {output} "
-               f"{vectors.shape}")
+               f"{vectors.shape}", err=human_to_stderr(output))
 
 
-def write_reports(json_path: Path | None, markdown_path: Path | None, document: dict, markdown: str) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """np.save to exactly ``path`` (np.save given a name would append .npy)."""
+    with path.open("wb") as handle:
+        np.save(handle, array)
+
+
+def write_reports(json_path: Path | None, markdown_path: Path | None, document: dict, markdown: str,
+                  out: Outputs | None = None) -> None:
+    """--json and --markdown: staged in ``out`` when given, else written now, both or neither."""
+    if out is None:
+        with all_or_none() as out:
+            write_reports(json_path, markdown_path, document, markdown, out)
+        return
     if json_path:
-        write_text(json_path, dumps(document))
+        out.write_text(json_path, dumps(document))
     if markdown_path:
-        write_text(markdown_path, markdown)
+        out.write_text(markdown_path, markdown)
 
 
 @cli.command("eval")
@@ -427,6 +457,7 @@ def eval_command(model, device, precision, cache_dir, no_cache, golden, split, p
     """
     config = EvalConfig.for_protocol(protocol, ks, seed=seed, rag_threshold=rag_threshold,
                                      ignore_identical_ids=ignore_identical_ids)
+    to_stderr = human_to_stderr(json_path, markdown_path, per_query_path, run_path, mteb_path)
     if mteb_path and protocol == "pairs":
         raise EvalfastError("--mteb-json needs the qrels or mteb protocol (MTEB scores rankings, not rows)")
     if mteb_path and 10 not in config.ks:
@@ -435,25 +466,27 @@ def eval_command(model, device, precision, cache_dir, no_cache, golden, split, p
         golden_set, result = run_eval(model, golden, split, config, device, precision, cache_dir, no_cache, engine,
                                       choice)
     intervals = metric_intervals(result, list(result.per_query), StatSettings(seed=seed))
-    click.echo(format_result(result, intervals))
-    write_reports(json_path, markdown_path, result_json(result, intervals), result_markdown(result, intervals))
-    if mteb_path:
-        write_text(mteb_path, dumps(mteb_document(result, task_name or Path(golden).resolve().name, split,
-                                                  result.timings["total_seconds"])))
-    write_outputs(golden_set, [(Path(model).name, result)], per_query_path, run_path)
+    click.echo(format_result(result, intervals), err=to_stderr)
+    with all_or_none() as out:
+        write_reports(json_path, markdown_path, result_json(result, intervals), result_markdown(result, intervals), out)
+        if mteb_path:
+            out.write_text(mteb_path, dumps(mteb_document(result, task_name or Path(golden).resolve().name, split,
+                                                          result.timings["total_seconds"])))
+        write_outputs(out, golden_set, [(Path(model).name, result)], per_query_path, run_path)
 
 
-def write_outputs(golden: GoldenSet, named_results: list[tuple[str, EvalResult]], per_query_path: Path | None,
-                  run_path: Path | None) -> None:
-    """--per-query and --run (a file for one model; for several, a folder with one file per model)."""
+def write_outputs(out: Outputs, golden: GoldenSet, named_results: list[tuple[str, EvalResult]],
+                  per_query_path: Path | None, run_path: Path | None) -> None:
+    """Stage --per-query and --run in ``out`` (a file for one model; for several, a folder with one file per
+    model)."""
     if per_query_path:
-        write_per_query(per_query_path, named_results, golden)
+        write_per_query(out.path(per_query_path), named_results, golden)
     if run_path and len(named_results) == 1:
-        write_run(run_path, named_results[0][1].run, golden.query_ids, golden.doc_ids, "evalfast")
+        write_run(out.path(run_path), named_results[0][1].run, golden.query_ids, golden.doc_ids, "evalfast")
     elif run_path:
         for index, (name, result) in enumerate(named_results, start=1):
-            tag = f"{index}-{name}".replace(" ", "_")
-            write_run(Path(run_path) / f"{tag}.trec", result.run, golden.query_ids, golden.doc_ids, tag)
+            tag = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{index}-{name}")
+            write_run(out.path(Path(run_path) / f"{tag}.trec"), result.run, golden.query_ids, golden.doc_ids, tag)
 
 
 def display_names(models: tuple[str, ...], precisions: tuple[str, ...]) -> list[str]:
@@ -504,6 +537,9 @@ def compare_command(models, device, precisions, cache_dir, no_cache, golden, spl
 
     from .html_report import render_html
 
+    to_stderr = human_to_stderr(json_path, markdown_path, html_path, per_query_path)
+    if run_path is not None and str(run_path) == STDOUT:
+        raise EvalfastError("--run -: compare writes one run file per model; give a folder")
     if len(models) < 2:
         raise EvalfastError(f"compare needs at least two --model options (the first is the baseline); got {len(models)}")
     if len(precisions) not in (1, len(models)):
@@ -520,11 +556,12 @@ def compare_command(models, device, precisions, cache_dir, no_cache, golden, spl
     document = comparison_document(comparison, golden_set, split, shlex.join(["evalfast", *sys.argv[1:]]),
                                    datetime.now(timezone.utc).isoformat(timespec="seconds"), config.ks, config.rag_k,
                                    rag_threshold)
-    click.echo(comparison_text(document))
-    write_reports(json_path, markdown_path, document, comparison_markdown(document))
-    if html_path:
-        write_text(html_path, render_html(document))
-    write_outputs(golden_set, list(zip(names, results)), per_query_path, run_path)
+    click.echo(comparison_text(document), err=to_stderr)
+    with all_or_none() as out:
+        write_reports(json_path, markdown_path, document, comparison_markdown(document), out)
+        if html_path:
+            out.write_text(html_path, render_html(document))
+        write_outputs(out, golden_set, list(zip(names, results)), per_query_path, run_path)
 
 
 @cli.command("finetune")
@@ -643,6 +680,7 @@ def latency_command(model, device, precision, cache_dir, no_cache, golden, index
                           run_load, summarize_load, sweep)
     from .latency_report import latency_document, latency_text
 
+    arrivals = arrival_times(qps, duration, arrival, seed)  # refuses an impossible load before any work
     golden_set = load_golden_noting(golden)
     extra_texts = read_texts(distractors, field) if distractors else []
     encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache, choice, threads=threads)
@@ -658,8 +696,7 @@ def latency_command(model, device, precision, cache_dir, no_cache, golden, index
     serve = query_server(encoder, built.index, encoder.prompted(golden_set.query_texts, "query"), k)
     for q in range(min(20, golden_set.n_queries)):  # warm the session and the index
         serve(q)
-    load = summarize_load(run_load(serve, golden_set.n_queries, arrival_times(qps, duration, arrival, seed),
-                                   concurrency))
+    load = summarize_load(run_load(serve, golden_set.n_queries, arrivals, concurrency))
     swept = (sweep(serve, golden_set.n_queries, qps, duration, concurrency, arrival, seed, p99_bound * 1000)
              if p99_bound else None)
     document = latency_document(
@@ -669,10 +706,11 @@ def latency_command(model, device, precision, cache_dir, no_cache, golden, index
                                   "synthetic": len(corpus) - len(docs)}, quality=quality,
         settings={"qps": qps, "duration_seconds": duration, "concurrency": concurrency, "arrival": arrival, "k": k,
                   "seed": seed}, load=load, sweep=swept, p99_bound_ms=p99_bound * 1000 if p99_bound else None)
-    click.echo(latency_text(document))
-    write_reports(json_path, None, document, "")
-    if html_path:
-        write_text(html_path, render_latency_html(document))
+    click.echo(latency_text(document), err=human_to_stderr(json_path, html_path))
+    with all_or_none() as out:
+        write_reports(json_path, None, document, "", out)
+        if html_path:
+            out.write_text(html_path, render_latency_html(document))
 
 
 @cli.command("metrics")
@@ -696,10 +734,12 @@ def metrics_command(qrels, run_path, ks, json_path):
     run, query_names, _ = read_run(run_path, query_names, doc_names)
     judged = judge(run.doc_ids, judgments)
     means, n_evaluated, n_skipped = summarize(compute(judged, tuple(METRICS), ks), judged.n_relevant)
-    click.echo(f"{n_evaluated} queries scored, {n_skipped} without a relevant document left out\n")
-    click.echo(text_table(*metric_grid(means)))
+    to_stderr = human_to_stderr(json_path)
+    click.echo(f"{n_evaluated} queries scored, {n_skipped} without a relevant document left out\n", err=to_stderr)
+    click.echo(text_table(*metric_grid(means)), err=to_stderr)
     if json_path:
-        write_text(json_path, dumps({"metrics": means, "counts": {"queries": n_evaluated, "queries_skipped_no_relevant": n_skipped}}))
+        write_reports(json_path, None, {"metrics": means, "counts": {
+            "queries": n_evaluated, "queries_skipped_no_relevant": n_skipped}}, "")
 
 
 def comma_list(choices: Sequence[str]):

@@ -29,6 +29,7 @@ INDEX_SHORTHANDS = {
     "sq8": "SQ8",
 }
 PERCENTILES = (50, 90, 99, 99.9)
+MAX_REQUESTS = 10_000_000  # scheduled requests per load; their arrays stay within a few hundred MB
 TRAIN_SAMPLE = 100_000  # vectors an IVF or PQ index is trained on at most
 HISTOGRAM_BINS = 40
 SYNTHETIC_NOISE = 0.02  # about 0.4 in norm at 384 dimensions
@@ -164,6 +165,9 @@ def index_quality(index, corpus: np.ndarray, queries: np.ndarray, golden, k: int
 
 def arrival_times(qps: float, duration: float, process: str, seed: int) -> np.ndarray:
     """Scheduled request times in seconds from the start, within ``duration``: Poisson or evenly spaced."""
+    if qps * duration > MAX_REQUESTS:
+        raise EvalfastError(f"--qps {qps:g} for {duration:g} s schedules {qps * duration:,.0f} requests; one run "
+                            f"sends at most {MAX_REQUESTS:,}: lower --qps or --duration")
     expected = int(qps * duration * 1.2) + 10
     if process == "uniform":
         times = np.arange(expected) / qps

@@ -471,3 +471,13 @@ def test_cli_writes_a_split_beir_folder_and_resumes_from_the_cache(server, tmp_p
     second = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "b")])
     assert second.exit_code == 0 and endpoint.calls == 10  # all answers came from the cache
     assert (tmp_path / "a" / "queries.jsonl").read_text() == (tmp_path / "b" / "queries.jsonl").read_text()
+
+
+def test_each_retry_says_what_failed_and_how_long_it_waits(server, tmp_path) -> None:
+    endpoint = server()
+    endpoint.script.extend([Status(503), Status(429, {"Retry-After": "0"})])
+    lines: list[str] = []
+    generate_llm_queries(make_prompts(1), config_for(endpoint), tmp_path, on_status=lines.append)
+    assert len(lines) == 2
+    assert lines[0].startswith("llm: prompt p0: HTTP 503; retry 1 of ")
+    assert lines[1].startswith("llm: prompt p0: HTTP 429; retry 2 of ") and lines[1].endswith("in 0 s")

@@ -197,7 +197,8 @@ class _RetriesExhausted(Exception):
 class _Endpoint:
     """Asks one endpoint for answers through the cache, retrying transient failures; safe across threads."""
 
-    def __init__(self, config: LLMConfig, cache_dir: Path, total: int) -> None:
+    def __init__(self, config: LLMConfig, cache_dir: Path, total: int,
+                 on_status: Callable[[str], None] | None = None) -> None:
         try:
             import openai
         except ImportError as err:
@@ -211,6 +212,7 @@ class _Endpoint:
         self.progress = LLMProgress(prompts_done=0, prompts_total=total)
         self.lock = threading.Lock()
         self.stop = threading.Event()  # set when the run fails or is interrupted: no new retries
+        self.on_status = on_status or (lambda _message: None)
 
     def count(self, **increments: int) -> None:
         with self.lock:
@@ -266,7 +268,12 @@ class _Endpoint:
                 if text is None:
                     raise EvalfastError(self._unusable(prompt, f"got {self._one_line(str(response), 80)!r}"))
                 return text
-            if attempt == config.max_retries or self.stop.wait(_retry_delay(headers, attempt, config.backoff)):
+            if attempt == config.max_retries:
+                break
+            delay = _retry_delay(headers, attempt, config.backoff)
+            self.on_status(f"llm: prompt {prompt.id}: {failure}; retry {attempt + 1} of {config.max_retries} "
+                           f"in {delay:.0f} s")
+            if self.stop.wait(delay):
                 break
         if self.stop.is_set():
             return None
@@ -293,11 +300,13 @@ class _Endpoint:
 
 
 def generate_llm_queries(prompts: list[Prompt], config: LLMConfig, cache_dir: Path,
-                         on_progress: Callable[[LLMProgress], None] | None = None) -> list[GeneratedQuery]:
+                         on_progress: Callable[[LLMProgress], None] | None = None,
+                         on_status: Callable[[str], None] | None = None) -> list[GeneratedQuery]:
     """Queries for every prompt, in prompt order; up to ``config.queries_per_prompt`` each, none for some.
 
     Answers come from ``cache_dir`` when cached, else from the endpoint, ``config.concurrency`` at a time,
-    and are cached as they arrive. ``on_progress`` gets a snapshot after each prompt, in this thread.
+    and are cached as they arrive. ``on_progress`` gets a snapshot after each prompt, in this thread;
+    ``on_status`` a line before each retry's wait, from the thread that waits.
     Raises EvalfastError on a refused request (at once) or on a prompt still failing after
     ``config.max_retries`` retries (after the requests in flight finish); re-running resumes from the cache.
 
@@ -306,7 +315,7 @@ def generate_llm_queries(prompts: list[Prompt], config: LLMConfig, cache_dir: Pa
         config = LLMConfig(base_url="http://127.0.0.1:8000/v1", model="Qwen/Qwen2.5-7B-Instruct")
         queries = generate_llm_queries(load_prompts("prompts.jsonl"), config, Path(".cache/llm"))
     """
-    endpoint = _Endpoint(config, Path(cache_dir), len(prompts))
+    endpoint = _Endpoint(config, Path(cache_dir), len(prompts), on_status)
     queries: list[list[str]] = [[] for _ in prompts]
     waiting = iter(enumerate(prompts))
     in_flight: dict[Future, int] = {}
