@@ -4,6 +4,11 @@ Every contender (each evalfast device x precision, and the sentence-transformers
 texts in interleaved, repeated rounds, so a noisy machine slows all of them alike; ratios are taken within
 a round. Accuracy is measured against sentence-transformers fp32 on the same device: 1-cos of the vectors
 and, with a golden set, the change in nDCG@10.
+
+A :class:`Budget` bounds the run: once it is spent, the contenders and rounds left are skipped and their rows
+say so; ``on_update`` is called after each contender and round, so a caller can keep what was measured. Peers
+that would not run natively here (bf16 autocast on a CPU without bf16 instructions is emulated, several times
+slower than fp32) are left out with a note rather than timed.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ from .export import resolve_source
 from .golden import GoldenSet
 from .parity import one_minus_cos
 from .precision import PRECISIONS
+from .once import quiet_tools
 from .variants import ensure_variant
 
 REFERENCE = "sentence-transformers fp32"
+BF16_PEER = "sentence-transformers bf16 autocast"
+CPUINFO = Path("/proc/cpuinfo")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 flags, and the aarch64 feature
 ST_BATCH = 32  # sentence-transformers' default batch size
 NDCG_CONFIG = EvalConfig(ks=(10,), metrics=("ndcg",))
 VERSIONED = ("evalfast", "numpy", "onnxruntime", "onnxruntime-gpu", "tokenizers", "faiss-cpu", "torch",
@@ -59,6 +68,28 @@ class Row:
     max_one_minus_cos: float = float("nan")
     mean_one_minus_cos: float = float("nan")
     ndcg10_delta: float | None = None
+    rounds: list[int] = field(default_factory=list)  # the rounds (from 0) in which it was timed, one per seconds
+    note: str = ""  # why it was not timed in every round
+
+
+@dataclass
+class Budget:
+    """A time limit for the whole run, counted from its creation on ``clock``."""
+
+    seconds: float
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def allows(self, expected_seconds: float = 0.0) -> bool:
+        """Whether a step expected to take ``expected_seconds`` still ends within the budget."""
+        return self.clock() + expected_seconds <= self.started + self.seconds
+
+    def describe(self) -> str:
+        """ "15m" or "90s". """
+        minutes, seconds = divmod(self.seconds, 60)
+        return f"{minutes:g}m" if minutes and not seconds else f"{self.seconds:g}s"
 
 
 def _evalfast_contender(folder, device: str, precision: str) -> Contender:
@@ -67,9 +98,21 @@ def _evalfast_contender(folder, device: str, precision: str) -> Contender:
     return Contender(f"evalfast {precision}", device, lambda texts: encoder.encode(texts).vectors)
 
 
-def _st_contenders(source: str, device: str) -> list[Contender]:
+def cpu_has_bf16(cpuinfo: Path | None = None) -> bool | None:
+    """Whether the CPU has bf16 instructions (by the flags in ``cpuinfo``, /proc/cpuinfo by default); None when
+    that cannot be read."""
+    try:
+        text = (cpuinfo or CPUINFO).read_text(errors="replace")
+    except OSError:
+        return None
+    flags = {flag for line in text.splitlines() if line.split(":", 1)[0].strip() in ("flags", "Features")
+             for flag in line.split(":", 1)[-1].split()}
+    return bool(flags & set(BF16_FLAGS))
+
+
+def _st_contenders(source: str, device: str, notes: list[str]) -> list[Contender]:
     """sentence-transformers fp32, its reduced-precision mode (bf16 autocast on CPU, fp16 on CUDA) and, on CPU,
-    its own ONNX backend."""
+    its own ONNX backend; a peer that would not run natively here is left out, with a line in ``notes``."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -84,10 +127,16 @@ def _st_contenders(source: str, device: str) -> list[Contender]:
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return fp32(texts).astype(np.float32)
 
-        onnx_model = SentenceTransformer(source, device="cpu", backend="onnx")
-        contenders += [Contender("sentence-transformers bf16 autocast", device, bf16, on_torch=True),
-                       Contender("sentence-transformers onnx backend", device,
-                                 lambda texts: onnx_model.encode(texts, batch_size=ST_BATCH, convert_to_numpy=True))]
+        if cpu_has_bf16() is False:
+            notes.append(f"{BF16_PEER} not run: this CPU has no bf16 instructions ({' or '.join(BF16_FLAGS[:2])} in "
+                         f"{CPUINFO}), so torch would emulate bf16, several times slower than fp32; that measures "
+                         "the emulation, not the peer")
+        else:
+            contenders.append(Contender(BF16_PEER, device, bf16, on_torch=True))
+        with quiet_tools():  # its export's TracerWarnings are the peer's own chatter, not a finding
+            onnx_model = SentenceTransformer(source, device="cpu", backend="onnx")
+        contenders.append(Contender("sentence-transformers onnx backend", device,
+                                    lambda texts: onnx_model.encode(texts, batch_size=ST_BATCH, convert_to_numpy=True)))
     else:
         half = SentenceTransformer(source, device=device).half()
         contenders.append(Contender("sentence-transformers fp16", device, lambda texts: half.encode(
@@ -160,9 +209,10 @@ def _ray_contender(folder, device: str, precision: str, actors: int) -> Contende
 
 
 def contenders_for(folder, devices: Sequence[str], precisions: Sequence[str], against_st: bool,
-                   ray_actors: int | None = None) -> list[Contender]:
-    """Every runnable (device, precision) of evalfast (and on Ray, with ``ray_actors``), then the peers."""
-    contenders = []
+                   ray_actors: int | None = None) -> tuple[list[Contender], list[str]]:
+    """Every runnable (device, precision) of evalfast (and on Ray, with ``ray_actors``), then the peers; and a
+    note for each peer left out."""
+    contenders, notes = [], []
     for device in devices:
         runnable = [p for p in precisions if device in PRECISIONS[p].devices]
         if not runnable:
@@ -171,45 +221,79 @@ def contenders_for(folder, devices: Sequence[str], precisions: Sequence[str], ag
         if ray_actors:
             contenders += [_ray_contender(folder, device, p, ray_actors) for p in runnable]
         if against_st:
-            contenders += _st_contenders(source_model(folder), device)
-    return contenders
+            contenders += _st_contenders(source_model(folder), device, notes)
+    return contenders, notes
 
 
 def run_bench(contenders: list[Contender], texts: list[str], golden: GoldenSet | None, repeats: int,
-              on_step: Callable[[str], None] | None = None) -> list[Row]:
-    """Warm up, measure accuracy, then time ``repeats`` interleaved rounds (order rotated each round)."""
+              on_step: Callable[[str], None] | None = None, budget: Budget | None = None,
+              on_update: Callable[[list[Row]], None] | None = None) -> list[Row]:
+    """Warm up, measure accuracy, then time ``repeats`` interleaved rounds (order rotated each round).
+
+    With ``budget``, a contender is not started once the budget is spent, and a timing is skipped when its
+    expected length (its last round, or its accuracy pass scaled to the texts) would overrun it; the rows'
+    notes say what was skipped. ``on_update(rows)`` follows each contender's pass and each timing."""
     rows = {c.name + c.device: Row(c.name, c.device) for c in contenders}
     accuracy_texts = golden.doc_texts + golden.query_texts if golden else texts[:1000]
-    vectors = {}
+    vectors, expected = {}, {}
     for contender in contenders:
-        if on_step:
-            on_step(f"{contender.name} ({contender.device}): warm-up and accuracy")
+        key, label = contender.name + contender.device, f"{contender.name} ({contender.device})"
+        if budget and not budget.allows():
+            rows[key].note = f"not run: the time budget ({budget.describe()}) was spent before its turn"
+            _step(on_step, f"{label}: skipped (time budget)")
+            continue
+        _step(on_step, f"{label}: warm-up and accuracy")
         contender.encode(texts[:64])
-        vectors[contender.name + contender.device] = contender.encode(accuracy_texts)
-    for contender in contenders:
-        _accuracy(rows[contender.name + contender.device], vectors, contender.device, golden)
+        start = time.perf_counter()
+        vectors[key] = contender.encode(accuracy_texts)
+        expected[key] = (time.perf_counter() - start) * len(texts) / len(accuracy_texts)
+        for done in (vectors if contender.name == REFERENCE else [key]):  # each needs its device's reference
+            _accuracy(rows[done], vectors, golden)
+        _update(on_update, rows)
 
+    ran = [c for c in contenders if c.name + c.device in vectors]
     for round_no in range(repeats):
-        order = contenders[round_no % len(contenders):] + contenders[: round_no % len(contenders)]
+        order = ran[round_no % len(ran):] + ran[: round_no % len(ran)] if ran else []
         for contender in order:
-            if on_step:
-                on_step(f"round {round_no + 1}/{repeats}: {contender.name} ({contender.device})")
-            row = rows[contender.name + contender.device]
+            key, label = contender.name + contender.device, f"{contender.name} ({contender.device})"
+            row = rows[key]
+            if budget and not budget.allows(row.seconds[-1] if row.seconds else expected[key]):
+                _step(on_step, f"round {round_no + 1}/{repeats}: {label} skipped (time budget)")
+                continue
+            _step(on_step, f"round {round_no + 1}/{repeats}: {label}")
             _reset_peak_rss()
             with _gpu_peak(row, contender.on_torch):
                 start = time.perf_counter()
                 contender.encode(texts)
                 row.seconds.append(time.perf_counter() - start)
+            row.rounds.append(round_no)
             row.peak_rss_mb = max(row.peak_rss_mb, _peak_rss_mb())
+            _update(on_update, rows)
         for row in rows.values():
             reference = rows.get(REFERENCE + row.device)
-            if reference:
+            if reference and row.rounds[-1:] == reference.rounds[-1:] == [round_no]:
                 row.ratios.append(reference.seconds[-1] / row.seconds[-1])
+        _update(on_update, rows)
+    for row in (rows[key] for key in vectors):
+        if budget and len(row.seconds) < repeats:
+            row.note = (f"timed in {len(row.seconds)} of {repeats} rounds: the time budget ({budget.describe()}) "
+                        "ran out")
+    _update(on_update, rows)
     return list(rows.values())
 
 
-def _accuracy(row: Row, vectors: dict[str, np.ndarray], device: str, golden: GoldenSet | None) -> None:
-    reference = vectors.get(REFERENCE + device)
+def _step(on_step: Callable[[str], None] | None, label: str) -> None:
+    if on_step:
+        on_step(label)
+
+
+def _update(on_update: Callable[[list[Row]], None] | None, rows: dict[str, Row]) -> None:
+    if on_update:
+        on_update(list(rows.values()))
+
+
+def _accuracy(row: Row, vectors: dict[str, np.ndarray], golden: GoldenSet | None) -> None:
+    reference = vectors.get(REFERENCE + row.device)
     if reference is None:
         return
     own = vectors[row.name + row.device]
@@ -244,17 +328,19 @@ def machine() -> dict:
 
 
 def summary_rows(rows: list[Row], n_texts: int, n_tokens: int) -> list[dict]:
-    """Per contender: medians over rounds, ratio to sentence-transformers fp32 on its device, accuracy."""
+    """Per contender: medians over the rounds it was timed in, ratio to sentence-transformers fp32 on its device,
+    accuracy, and its note; the rates are None for a contender never timed."""
     out = []
     for row in rows:
-        median = statistics.median(row.seconds)
+        median = statistics.median(row.seconds) if row.seconds else None
         out.append({
             "name": row.name, "device": row.device,
-            "sentences_per_second": n_texts / median, "tokens_per_second": n_tokens / median,
+            "sentences_per_second": n_texts / median if median else None,
+            "tokens_per_second": n_tokens / median if median else None,
             "ratio_median": statistics.median(row.ratios) if row.ratios else None,
             "ratio_min": min(row.ratios, default=None), "ratio_max": max(row.ratios, default=None),
-            "seconds": row.seconds, "peak_rss_mb": row.peak_rss_mb, "peak_gpu_mb": row.peak_gpu_mb,
-            "max_one_minus_cos": row.max_one_minus_cos, "mean_one_minus_cos": row.mean_one_minus_cos,
-            "ndcg10_delta": row.ndcg10_delta,
+            "seconds": row.seconds, "rounds": row.rounds, "peak_rss_mb": row.peak_rss_mb or None,
+            "peak_gpu_mb": row.peak_gpu_mb, "max_one_minus_cos": row.max_one_minus_cos,
+            "mean_one_minus_cos": row.mean_one_minus_cos, "ndcg10_delta": row.ndcg10_delta, "note": row.note,
         })
     return out

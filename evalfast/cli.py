@@ -19,21 +19,23 @@ from .cache import EmbeddingCache, default_cache_dir
 from .cli_golden import golden as golden_group
 from .compare import StatSettings, compare_results, metric_intervals
 from .compare_report import comparison_document, comparison_markdown, comparison_text
-from .embeddings import embed
+from .embeddings import Embeddings, embed
 from .conventions import ROLES
 from .encoder import DEVICES, Encoder, EncoderConfig
 from .errors import EvalfastError
 from .evaluate import DEFAULT_KS, MTEB_KS, PROTOCOLS, EvalConfig, EvalResult, evaluate, for_protocol
 from .export import default_export_dir, ensure_exported, export_model
-from .golden import GoldenSet, load_golden, read_jsonl
+from .golden import GoldenSet, load_golden
 from .per_query import write_per_query
 from .model import open_model
 from .mteb_results import mteb_document
+from .overlap import training_overlap
 from .precision import PRECISIONS
 from .progress import progress_bar
 from .metrics import METRICS, compute, judge, summarize
 from .report import (bench_markdown, bench_table, dumps, format_result, metric_grid, result_json, result_markdown,
                      text_table)
+from .texts import read_texts
 from .trec import read_qrels, read_run, write_run
 
 
@@ -60,6 +62,16 @@ class EvalfastGroup(click.Group):
 
 
 MAX_CUTOFF = 2**31 - 1
+
+
+def say_status(message: str) -> None:
+    """A long step's status line (exporting a model on first use, building a variant), on stderr."""
+    click.echo(message, err=True)
+
+
+def say_warning(message: str) -> None:
+    """Something the user should know that does not stop the command (a damaged cache shard), on stderr."""
+    click.echo(f"warning: {message}", err=True)
 
 
 def human_to_stderr(*paths: Path | None) -> bool:
@@ -204,8 +216,9 @@ def open_encoder(model: str, device: str, precision: str, cache_dir: Path | None
     """The encoder for ``model`` (see open_model) and its embedding cache (None with --no-cache).
     ``threads``: onnxruntime's intra-op threads [default: one per core]."""
     root = cache_dir or default_cache_dir()
-    encoder = open_model(model, choice.encoder_config(device, precision, threads), root, choice.trust_remote_code)
-    return encoder, None if no_cache else EmbeddingCache(root, encoder.fingerprint)
+    encoder = open_model(model, choice.encoder_config(device, precision, threads), root, choice.trust_remote_code,
+                         on_status=say_status)
+    return encoder, None if no_cache else EmbeddingCache(root, encoder.fingerprint, on_warning=say_warning)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,15 +280,19 @@ def load_golden_noting(golden_path: Path, split: str = "test") -> GoldenSet:
     """load_golden, with each thing it tolerated printed to stderr as a warning."""
     golden = load_golden(golden_path, split)
     for warning in golden.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        say_warning(warning)
     return golden
 
 
 def run_eval(model: str, golden_path: Path, split: str, config: EvalConfig, device: str, precision: str,
              cache_dir: Path | None, no_cache: bool, engine: EngineChoice = EngineChoice(),
              choice: ModelChoice = ModelChoice()) -> tuple[GoldenSet, EvalResult]:
-    """Load, embed with a progress bar, evaluate (here, or on Ray)."""
+    """Load, embed with a progress bar, evaluate (here, or on Ray). Warns when the golden set's queries were in the
+    model's training data."""
     golden = for_protocol(load_golden_noting(golden_path, split), config.protocol)
+    overlap = training_overlap(model, golden.query_texts, str(golden_path))
+    if overlap:
+        click.echo(overlap, err=True)
     encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache, choice)
     with progress_bar(golden.n_docs + golden.n_queries, f"embedding ({Path(model).name})") as bar:
         return golden, evaluate(encoder, golden, config, cache, bar.update, engine.ray_engine(encoder, cache_dir))
@@ -316,7 +333,8 @@ def export_command(model: str, output: Path | None, opset: int | None, overwrite
       evalfast export ./my-finetuned-model -o export/finetuned --overwrite
       evalfast export ./model-with-own-code --trust-remote-code
     """
-    manifest = export_model(model, output, opset=opset, overwrite=overwrite, trust_remote_code=trust_remote_code)
+    manifest = export_model(model, output, opset=opset, overwrite=overwrite, trust_remote_code=trust_remote_code,
+                            on_status=say_status)
     folder = output or default_export_dir(model)
     prompts = ", ".join(f"{name}={text!r}" for name, text in manifest.prompts.items()) or "none"
     click.echo(f"exported {model} -> {folder}\n  dimension {manifest.dimension}, max_seq_length "
@@ -325,36 +343,6 @@ def export_command(model: str, output: Path | None, opset: int | None, overwrite
                f"\n  parity vs PyTorch on {manifest.parity.probe_texts} texts: max 1-cos "
                f"{manifest.parity.max_one_minus_cos:.2e}, mean {manifest.parity.mean_one_minus_cos:.2e}, lengths "
                f"{manifest.parity.max_relative_norm_error:.2e}\n  sha256 {manifest.sha256}")
-
-
-def text_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file, split at "\n" and "\r\n" only: form feeds, U+2028 and the other characters
-    str.splitlines() also breaks at stay inside their line."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        text = handle.read()
-    return [line.removesuffix("\r") for line in text.removesuffix("\n").split("\n")] if text else []
-
-
-def read_texts(path: Path, field: str | None) -> list[str]:
-    """Texts from a file, as written: one per line, or the ``field`` of each JSONL object. Blank texts are errors."""
-    if not path.is_file():
-        raise EvalfastError(f"{path}: no such file; pass a text file (one text per line) or JSONL with --field")
-    if field or path.suffix.lower() == ".jsonl":
-        field = field or "text"
-        texts = []
-        for line_no, record in read_jsonl(path):
-            value = str(record.get(field) or "")
-            if not value.strip():
-                raise EvalfastError(f"{path} line {line_no}: field {field!r} is missing or empty; use --field to pick another")
-            texts.append(value)
-    else:
-        texts = text_lines(path)
-        for line_no, text in enumerate(texts, start=1):
-            if not text.strip():
-                raise EvalfastError(f"{path} line {line_no}: empty line; every line must hold one text")
-    if not texts:
-        raise EvalfastError(f"{path}: no texts to embed")
-    return texts
 
 
 @cli.command("embed")
@@ -396,9 +384,16 @@ def embed_command(model, device, precision, cache_dir, no_cache, input_path, fie
     with all_or_none() as out:
         out.write(output, lambda tmp: save_npy(tmp, vectors))
     click.echo(f"embedded {result.n_texts} texts ({result.n_encoded} encoded, {result.n_cached} from cache, "
-               f"{result.n_truncated} truncated to {encoder.max_seq_length} tokens) in {result.seconds:.2f} s: "
-               f"{result.texts_per_second:,.1f} sentences/s, {result.tokens_per_second:,.0f} tokens/s -> {output} "
-               f"{vectors.shape}", err=human_to_stderr(output))
+               f"{result.n_truncated} truncated to {encoder.max_seq_length} tokens) in {result.seconds:.2f} s; "
+               f"{encoding_rate(result)} -> {output} {vectors.shape}", err=human_to_stderr(output))
+
+
+def encoding_rate(result: Embeddings) -> str:
+    """The model's rate over the texts it encoded now (cache reads are no encoding)."""
+    if result.encoded_texts_per_second is None:
+        return "nothing encoded, so no rate measured"
+    return (f"encoding {result.encode_seconds:.2f} s: {result.encoded_texts_per_second:,.1f} sentences/s, "
+            f"{result.encoded_tokens_per_second:,.0f} tokens/s")
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -731,6 +726,9 @@ def metrics_command(qrels, run_path, ks, json_path):
       evalfast metrics --qrels qrels.test.txt --run bm25.trec --k 10,100 --json scores.json
     """
     judgments, query_names, doc_names = read_qrels(qrels)
+    if not (judgments.relevance > 0).any():
+        raise EvalfastError(f"{qrels}: no query has a relevant document (every relevance is 0 or less), so every "
+                            "metric would be 0; check the relevance column")
     run, query_names, _ = read_run(run_path, query_names, doc_names)
     judged = judge(run.doc_ids, judgments)
     means, n_evaluated, n_skipped = summarize(compute(judged, tuple(METRICS), ks), judged.n_relevant)
@@ -767,56 +765,94 @@ def comma_list(choices: Sequence[str]):
 @click.option("--n", "n_texts", default=2000, show_default=True, type=click.IntRange(min=1),
               help="Texts per round (the input is cycled to this many).")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(min=1), help="Timed rounds.")
+@click.option("--budget", "budget_seconds", default="15m", show_default=True, callback=parse_duration,
+              help="Time limit of the whole bench (e.g. 10m, 90s): contenders and rounds left when it is spent are "
+                   "skipped, and the reports say so.")
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True,
-              help="Where the JSON and Markdown reports go.")
+              help="Where the JSON and Markdown reports go (rewritten after each contender and round).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Model cache (as for eval).")
 @engine_options
-def bench_command(model, texts_path, golden, devices, precisions, against, n_texts, repeats, output_dir, cache_dir,
-                  engine):
+def bench_command(model, texts_path, golden, devices, precisions, against, n_texts, repeats, budget_seconds,
+                  output_dir, cache_dir, engine):
     """Measure embedding throughput and accuracy against sentence-transformers.
 
     Each evalfast device x precision and each peer embeds the same texts in interleaved rounds; the
     table gives sentences/s, tokens/s, the ratio to sentence-transformers fp32 on the same device (per
     round, median [min-max]), peak memory, and accuracy (1-cos, and the nDCG@10 change with --golden).
+    Once --budget is spent the rest is skipped; the reports are rewritten after each contender and round,
+    so an interrupted bench keeps what it measured. Peers that would not run natively here (bf16 autocast
+    on a CPU without bf16 instructions) are left out, with a note.
 
     \b
     Examples:
       evalfast bench -m all-MiniLM-L6-v2 --golden data/golden/handwritten
+      evalfast bench -m all-MiniLM-L6-v2 --golden data/golden/handwritten --n 500 --repeats 2 --budget 10m
       evalfast bench -m export/all-MiniLM-L6-v2 --texts queries.txt --device cuda --precision fp32,fp16
       evalfast bench -m export/all-MiniLM-L6-v2 --golden data/golden/handwritten --engine ray --actors 2
     """
+    from .bench import Budget
+
+    budget = Budget(budget_seconds)
     if bool(texts_path) == bool(golden):
         raise EvalfastError("bench: give exactly one of --texts FILE or --golden G")
     golden_set = load_golden(golden) if golden else None
     base = read_texts(texts_path, None) if texts_path else golden_set.doc_texts + golden_set.query_texts
     texts = [base[i % len(base)] for i in range(n_texts)]
-    folder = ensure_exported(model, cache_dir or default_cache_dir())
+    folder = ensure_exported(model, cache_dir or default_cache_dir(), on_status=say_status)
     with engine_session(engine):
-        run_bench_command(folder, texts, golden_set, golden, devices, precisions, against, repeats, output_dir, engine)
+        run_bench_command(folder, texts, golden_set, golden, devices, precisions, against, repeats, output_dir, engine,
+                          budget)
 
 
-def run_bench_command(folder, texts, golden_set, golden, devices, precisions, against, repeats, output_dir, engine):
-    """The body of `evalfast bench`, inside the engine's session."""
+def run_bench_command(folder, texts, golden_set, golden, devices, precisions, against, repeats, output_dir, engine,
+                      budget):
+    """The body of `evalfast bench`, inside the engine's session. The JSON and Markdown reports are written
+    together, atomically, after each contender and round, so an interrupted bench keeps what it measured."""
     from datetime import datetime, timezone
 
     from .bench import contenders_for, machine, run_bench, summary_rows
+    from .report import bench_notes
 
-    contenders = contenders_for(folder, devices, precisions, against == "sentence-transformers",
-                                engine.actors if engine.name == "ray" else None)
+    contenders, notes = contenders_for(folder, devices, precisions, against == "sentence-transformers",
+                                       engine.actors if engine.name == "ray" else None)
     n_tokens = Encoder(folder).token_stats(texts)[0]
+    now = datetime.now(timezone.utc)
+    stem = output_dir / f"bench-{now:%Y%m%d-%H%M%S}"
+    document = {"schema_version": 2, "date": now.isoformat(timespec="seconds"),
+                "command": shlex.join(["evalfast", *sys.argv[1:]]), "machine": machine(), "model": str(folder),
+                "n_texts": len(texts), "mean_tokens": n_tokens / len(texts), "repeats": repeats,
+                "golden": str(golden) if golden else None, "budget": budget.describe(), "status": "running",
+                "notes": notes, "rows": []}
+    measured = []
+
+    def save(rows, status: str = "running") -> None:
+        measured[:] = rows
+        document.update(status=status, rows=summary_rows(rows, len(texts), n_tokens))
+        with all_or_none() as outputs:
+            outputs.write_text(stem.with_suffix(".json"), dumps(document))
+            outputs.write_text(stem.with_suffix(".md"), bench_markdown(document))
+
     with progress_bar(len(contenders) * (repeats + 1), "bench") as bar:
         def step(label: str) -> None:
             bar.set_description(label)
             bar.update()
-        rows = summary_rows(run_bench(contenders, texts, golden_set, repeats, step), len(texts), n_tokens)
-    now = datetime.now(timezone.utc)
-    document = {"schema_version": 1, "date": now.isoformat(timespec="seconds"),
-                "command": shlex.join(["evalfast", *sys.argv[1:]]), "machine": machine(), "model": str(folder),
-                "n_texts": len(texts), "mean_tokens": n_tokens / len(texts), "repeats": repeats,
-                "golden": str(golden) if golden else None, "rows": rows}
-    click.echo(text_table(*bench_table(rows)))
-    stem = output_dir / f"bench-{now:%Y%m%d-%H%M%S}"
-    write_reports(stem.with_suffix(".json"), stem.with_suffix(".md"), document, bench_markdown(document))
+        try:
+            rows = run_bench(contenders, texts, golden_set, repeats, step, budget, save)
+        except KeyboardInterrupt:
+            save(measured, "interrupted")
+            click.echo(f"interrupted: {stem}.json and {stem}.md hold what was measured until then", err=True)
+            click.get_current_context().exit(130)
+        except Exception as err:
+            save(measured, f"failed ({type(err).__name__}: {err})")
+            raise
+    skipped = sum(repeats - len(row.seconds) for row in rows)
+    if skipped:
+        notes.append(f"the time budget ({budget.describe()}) ran out: {skipped} of {repeats * len(rows)} timed runs "
+                     "skipped; give a larger --budget, or a smaller --n or --repeats")
+    save(rows, "stopped by the time budget" if skipped else "complete")
+    click.echo(text_table(*bench_table(document["rows"])))
+    for note in bench_notes(document):
+        click.echo(note)
     click.echo(f"\nwrote {stem}.json and {stem}.md")
 
 

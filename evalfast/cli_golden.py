@@ -116,7 +116,8 @@ def llm_command(prompts_path, output, seed, fractions, overwrite, base_url, mode
             bar.set_postfix(calls=progress.calls, retries=progress.retries, cached=progress.cache_hits, refresh=False)
             bar.update(progress.prompts_done - bar.n)
 
-        generated = generate_llm_queries(prompts, config, cache_dir or default_cache_dir() / "llm", show)
+        generated = generate_llm_queries(prompts, config, cache_dir or default_cache_dir() / "llm", show,
+                                         on_status=lambda message: click.echo(message, err=True))
     drafts = list({q.text.lower(): DraftQuery(q.text, q.prompt_id, "llm", {q.prompt_id: 2}) for q in generated}.values())
     if not drafts:
         raise EvalfastError(f"{base_url}: the model gave no usable query for any prompt; check --model and the endpoint")
@@ -130,9 +131,10 @@ def llm_command(prompts_path, output, seed, fractions, overwrite, base_url, mode
 def check_command(path, json_path):
     """Report what is wrong with a golden set (BEIR folder, CSV or JSONL pairs).
 
-    Errors (exit status 1): duplicate ids, qrels naming missing ids, unreadable lines, empty texts, conflicting
-    judgments. Warnings (exit status 0): duplicate or near-duplicate documents (they make ties), queries with no
-    relevant document, a query equal to a document.
+    Errors (exit status 1): duplicate ids, ids with whitespace or control characters, qrels naming missing ids,
+    unreadable lines, empty texts or texts that are not strings, conflicting judgments, a split or file in which
+    nothing is relevant. Warnings (exit status 0): duplicate or near-duplicate documents (they make ties), queries
+    with no relevant document, a query equal to a document, columns that are not read.
 
     \b
     Example:

@@ -48,14 +48,17 @@ def _score_histogram(result: EvalResult, edges: np.ndarray) -> dict:
 def _model_entry(comparison: Comparison, index: int, edges: np.ndarray | None) -> dict:
     result, intervals = comparison.results[index], comparison.intervals[index]
     encoded, seconds = result.embedding.get("encoded", 0), result.timings.get("embed_seconds", 0.0)
+    cached = result.embedding.get("cached", 0)
     entry = {
         "name": comparison.names[index], "model": result.model, "sha256": result.model_sha256,
         "precision": result.precision, "device": result.device,
         "metrics": {name: _interval(intervals[name]) for name in comparison.metric_names if name not in result.rag},
         "rag": {name: _interval(intervals[name]) for name in comparison.metric_names if name in result.rag},
         "similarity": result.similarity,
+        # the rate of the texts encoded now; None when every embedding came from the cache (nothing was timed)
         "throughput": {"texts_per_second": encoded / seconds if encoded and seconds > 0 else None,
-                       "texts_embedded": encoded, "texts_from_cache": result.embedding.get("cached", 0),
+                       "texts_embedded": encoded, "texts_from_cache": cached,
+                       "all_from_cache": not encoded and cached > 0,
                        "embed_seconds": seconds, "search_seconds": result.timings.get("search_seconds")},
     }
     if edges is not None:
@@ -120,7 +123,8 @@ def comparison_document(comparison: Comparison, golden: GoldenSet, split: str, c
                    "queries_scored": int(comparison.evaluated.sum()), "protocol": comparison.results[0].protocol},
         "settings": {"confidence": settings.confidence, "resamples": settings.resamples,
                      "permutations": settings.permutations, "seed": settings.seed, "alpha": settings.alpha,
-                     "correction": "holm", "ks": list(ks), "headline": headline, "rag_k": rag_k,
+                     "correction": "holm", "correction_across": "candidates", "ks": list(ks), "headline": headline,
+                     "rag_k": rag_k,
                      "rag_threshold": rag_threshold},
         "notes": {"simulated": SIMULATED_NOTE,
                   "rag": "context precision and recall from judged relevance, as RAGAS defines them; the "
@@ -182,21 +186,69 @@ def _query_tables(document: dict) -> list[tuple[str, list[str], list[list[str]]]
     return tables
 
 
+def correction_note(document: dict) -> str:
+    """What the Holm correction covers (what :func:`evalfast.compare.compare_results` corrects), for every format."""
+    n = len(document["comparisons"])
+    across = ("the candidates compared with the baseline, metric by metric (with one candidate it leaves each "
+              "p-value as it is)" if n == 1 else f"the {n} candidates compared with the baseline, metric by metric")
+    return (f"p-values Holm-corrected across {across}; not across metrics, so among many metrics expect some false "
+            "positives at this level")
+
+
+def _value(value, spec: str) -> str:
+    """``value`` formatted by ``spec``, "n/a" when missing or not finite (a document read back from JSON has None)."""
+    return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def _headline_sentence(pair: dict, headline: str, level: str, alpha: float) -> str:
+    """"B is better than A on ndcg@10: 0.719 against 0.643, a difference of +0.076 (+11.8%), 95% interval [...]"."""
+    test = pair["metrics"][headline]
+    difference = _value(test.get("difference"), "+.3f")
+    if test.get("significant") is True and difference != "n/a":
+        relation = "better than" if test["difference"] > 0 else "worse than"
+    else:
+        relation = "not significantly different from"
+    relative = _value(test.get("relative"), "+.1%")
+    p = _p(test.get("p_randomization_holm"))
+    others = [t for metric, t in pair["metrics"].items() if metric != headline]
+    return (f"{pair['candidate']} is {relation} {pair['baseline']} on {headline}: "
+            f"{_value(test.get('candidate'), '.3f')} against {_value(test.get('baseline'), '.3f')}, a difference of "
+            f"{difference}{'' if relative == 'n/a' else f' ({relative})'}, {level} interval "
+            f"[{_value(test.get('low'), '+.3f')}, {_value(test.get('high'), '+.3f')}], Holm-corrected randomization "
+            f"p {p if p.startswith('<') else f'= {p}'} (significant below {alpha:g}); "
+            f"{sum(t.get('significant') is True for t in others)} of the other {len(others)} metrics differ "
+            "significantly.")
+
+
+def verdict_paragraph(document: dict) -> str:
+    """The comparison in words: each candidate better, worse or not different on the headline metric, by how
+    much, with its interval and corrected p-value; empty when nothing was compared."""
+    settings, golden = document["settings"], document["golden"]
+    headline = settings["headline"]
+    pairs = [pair for pair in document["comparisons"] if headline in pair["metrics"]]
+    if not pairs:
+        return ""
+    level = f"{settings['confidence']:.0%}"
+    sentences = " ".join(_headline_sentence(pair, headline, level, settings["alpha"]) for pair in pairs)
+    return (f"Verdict on {golden['queries_scored']} queries of {golden['path']} (split {golden['split']}), "
+            f"higher {headline} being better: {sentences}")
+
+
 def _header_lines(document: dict) -> list[str]:
     golden, settings = document["golden"], document["settings"]
     return [f"golden set: {golden['path']} (split {golden['split']}): {golden['queries_scored']} of "
             f"{golden['queries']} queries scored, {golden['documents']} documents",
             f"intervals: {settings['confidence']:.0%} percentile bootstrap over queries, {settings['resamples']} "
             f"resamples; tests: paired randomization ({settings['permutations']} sign flips) and paired t-test, "
-            f"Holm-corrected across models (not across metrics: among many metrics expect some false positives at "
-            f"this level), significant when p < {settings['alpha']:g}; seed {settings['seed']}",
+            f"significant when the corrected randomization p < {settings['alpha']:g}; seed {settings['seed']}; "
+            f"{correction_note(document)}",
             *(f"model {m['name']}: {m['model']} ({m['precision']} on {m['device']}, sha256 {m['sha256'][:12]})"
               for m in document["models"])]
 
 
 def comparison_text(document: dict) -> str:
-    """The terminal report: header lines, then each table."""
-    parts = ["\n".join(_header_lines(document))]
+    """The terminal report: the verdict, header lines, then each table."""
+    parts = [part for part in (verdict_paragraph(document), "\n".join(_header_lines(document))) if part]
     parts += [f"{title}\n{text_table(headers, rows)}" for title, headers, rows in _tables(document)]
     return "\n\n".join(parts)
 
@@ -206,4 +258,6 @@ def comparison_markdown(document: dict) -> str:
     header = "\n".join(f"- {line}" for line in _header_lines(document))
     sections = [f"## {title}\n\n{markdown_table(headers, rows)}"
                 for title, headers, rows in _tables(document) + _query_tables(document)]
-    return f"# evalfast comparison\n\n{header}\n\n" + "\n\n".join(sections) + "\n"
+    verdict = verdict_paragraph(document)
+    opening = f"{verdict}\n\n" if verdict else ""
+    return f"# evalfast comparison\n\n{opening}{header}\n\n" + "\n\n".join(sections) + "\n"

@@ -22,10 +22,9 @@ import numpy as np
 from .atomic import write_text
 from .beir import Judgment, check_output, write_beir
 from .errors import EvalfastError
-from .golden import PAIR_COLUMNS, _csv_rows, _jsonl_pair_rows, load_golden, read_jsonl
+from .golden import ID_COLUMNS, PAIR_COLUMNS, _csv_rows, _jsonl_pair_rows, load_golden, read_jsonl
 
 FORMATS = ("beir", "csv", "jsonl")
-ID_COLUMNS = ("query_id", "context_id", "context_title")  # optional pairs columns
 CORPUS_FIELDS = ("_id", "title", "text")
 QUERY_FIELDS = ("_id", "text")
 NAMED = 5  # ids or lines named in an error message before "..."

@@ -103,6 +103,7 @@ class ShardedEmbedding:
     texts_embedded: int  # texts in the shards embedded by this run
     n_tokens: int  # after truncation, summed from the shard headers
     n_truncated: int
+    tokens_embedded: int  # tokens of the texts embedded by this run
 
 
 def embed_on_ray(encoder: Encoder, texts: Sequence[str], shard_dir: Path, actors: int = 2,
@@ -137,7 +138,8 @@ def embed_on_ray(encoder: Encoder, texts: Sequence[str], shard_dir: Path, actors
             ray.kill(handle)
     headers = [json.loads(_shard_paths(shard_dir, i)[1].read_text()) for i in range(len(metas))]
     return ShardedEmbedding(shard_dir, len(texts), shard_size, len(todo), len(metas) - len(todo),
-                            sum(metas[i]["count"] for i in todo), sum(h["tokens"] for h in headers), sum(h["truncated"] for h in headers))
+                            sum(metas[i]["count"] for i in todo), sum(h["tokens"] for h in headers),
+                            sum(h["truncated"] for h in headers), sum(headers[i]["tokens"] for i in todo))
 
 
 class ShardedVectors:
@@ -218,9 +220,11 @@ class RayEngine:
         started = time.perf_counter()
         folder = Path(self.shard_root) / f"{self.encoder.fingerprint[:16]}-{texts_hash(texts)[:16]}"
         sharded = embed_on_ray(self.encoder, texts, folder, self.actors, on_shard=self.on_shard)
+        seconds = time.perf_counter() - started
         return Embeddings(ShardedVectors(sharded), len(texts), sharded.texts_embedded,
                           len(texts) - sharded.texts_embedded,
-                          sharded.n_tokens, sharded.n_truncated, time.perf_counter() - started)
+                          sharded.n_tokens, sharded.n_truncated, seconds, n_encoded_tokens=sharded.tokens_embedded,
+                          encode_seconds=seconds if sharded.texts_embedded else 0.0)
 
     @staticmethod
     def search(doc_vectors: ShardedVectors, query_vectors: np.ndarray, k: int, tie_rank: np.ndarray) -> Run:

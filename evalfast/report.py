@@ -60,11 +60,22 @@ def _summary_lines(result: EvalResult) -> list[str]:
     else:
         lines.append(f"scored  {c['queries_evaluated']} queries; {c['queries_skipped_no_relevant']} skipped "
                      "(no relevant document)")
-    lines.append(f"embed   {e['encoded']} texts encoded, {e['cached']} from cache, {e['truncated']} truncated; "
-                 f"{t['embed_seconds']:.2f} s ({t['documents_per_second']:,.0f} docs/s, "
-                 f"{t['tokens_per_second']:,.0f} tokens/s); search {t['search_seconds']:.3f} s; "
+    lines.append(f"embed   {_embedding_line(c, t, e)}; search {t['search_seconds']:.3f} s; "
                  f"metrics {t['metrics_seconds']:.3f} s")
     return lines
+
+
+def _embedding_line(counts: dict, timings: dict, embedding: dict) -> str:
+    """"660 texts (documents and queries) in 3.65 s: 181 texts/s, 9,400 tokens/s; distinct texts: 660 encoded, ...":
+    both rates over the time printed beside them, which covers the documents and the queries."""
+    n_texts, seconds = counts["documents"] + counts["queries"], timings["embed_seconds"]
+    if not embedding["encoded"] and embedding["cached"]:
+        rates = "all from the cache, so no encoding rate was measured"
+    else:
+        rates = (f"{n_texts / seconds:,.0f} texts/s, {embedding['tokens'] / seconds:,.0f} tokens/s"
+                 + (" (cache hits included)" if embedding["cached"] else "")) if seconds > 0 else "too fast to time"
+    return (f"{n_texts} texts (documents and queries) in {seconds:.2f} s: {rates}; distinct texts: "
+            f"{embedding['encoded']} encoded, {embedding['cached']} from cache, {embedding['truncated']} truncated")
 
 
 def _conventions_line(conventions: dict) -> str:
@@ -154,28 +165,46 @@ def _ratio(row: dict) -> str:
     return f"{row['ratio_median']:.2f}x [{row['ratio_min']:.2f}-{row['ratio_max']:.2f}]"
 
 
-def _optional(value, template: str) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else template.format(value)
+def _optional(value, template: str, missing: str = "n/a") -> str:
+    return missing if value is None or (isinstance(value, float) and math.isnan(value)) else template.format(value)
 
 
 def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Headers and cells of the bench table, one row per contender."""
+    """Headers and cells of the bench table, one row per contender ("not run" where it was never timed)."""
     headers = ["contender", "device", "sentences/s", "tokens/s", "vs ST fp32 (median [min-max])", "peak RSS MB",
                "GPU MB", "max 1-cos", "mean 1-cos", "ΔnDCG@10"]
-    cells = [[r["name"], r["device"], f"{r['sentences_per_second']:,.0f}", f"{r['tokens_per_second']:,.0f}", _ratio(r),
-              f"{r['peak_rss_mb']:,.0f}", _optional(r["peak_gpu_mb"], "{:,.0f}"),
+    cells = [[r["name"] + ("*" if r.get("note") else ""), r["device"],
+              *(_optional(r[key], "{:,.0f}", "not run") for key in ("sentences_per_second", "tokens_per_second")),
+              _ratio(r), _optional(r["peak_rss_mb"], "{:,.0f}"), _optional(r["peak_gpu_mb"], "{:,.0f}"),
               _optional(r["max_one_minus_cos"], "{:.1e}"), _optional(r["mean_one_minus_cos"], "{:.1e}"),
               _optional(r["ndcg10_delta"], "{:+.4f}")] for r in rows]
     return headers, cells
 
 
+def bench_notes(document: dict) -> list[str]:
+    """The bench's notes: the run's own (peers left out, the budget), then each starred contender's."""
+    return [*document.get("notes", []), *(f"{r['name']}* ({r['device']}): {r['note']}" for r in document["rows"]
+                                           if r.get("note"))]
+
+
 def bench_markdown(document: dict) -> str:
-    """The bench report: what ran where, then the table."""
+    """The bench report: what ran where, the table, then the notes."""
     machine = document["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+    notes = "".join(f"- {note}\n" for note in bench_notes(document))
     return (f"# evalfast bench\n\n- date: {document['date']}\n- command: `{document['command']}`\n"
             f"- machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB"
             f"{', ' + machine['gpu'] if 'gpu' in machine else ''}; Python {machine['python']}\n- versions: {versions}\n"
             f"- texts: {document['n_texts']} ({document['mean_tokens']:.1f} tokens on average), {document['repeats']} "
-            f"interleaved rounds; accuracy against sentence-transformers fp32 on the same device\n\n"
-            f"{markdown_table(*bench_table(document['rows']))}\n")
+            f"interleaved rounds; accuracy against sentence-transformers fp32 on the same device\n"
+            f"- {_status(document)}\n\n"
+            f"{markdown_table(*bench_table(document['rows']))}\n" + (f"\n## Notes\n\n{notes}" if notes else ""))
+
+
+def _status(document: dict) -> str:
+    status, budget = document["status"], document["budget"]
+    if status == "complete":
+        return f"status: complete, within the time budget ({budget})"
+    if status == "running":
+        return f"status: running (time budget {budget}); this file is rewritten after each contender and round"
+    return f"status: {status} (time budget {budget}); the rows hold what was measured until then"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from evalfast.atomic import atomic_path
 from evalfast.errors import EvalfastError
 from evalfast.qrels import Qrels, pair_keys
 from evalfast.run import Run, descending_name_rank, order_like_trec_eval, pack_rows
+from evalfast.texts import first_non_id, id_problem, utf8_lines
 
 
 @dataclass(frozen=True)
@@ -33,18 +35,17 @@ def _records(path: str | os.PathLike[str], columns: str) -> Iterator[tuple[int, 
     (a byte-order mark at its start is not part of the first field)."""
     name, width, empty = os.fspath(path), len(columns.split()), True
     try:
-        with open(path, encoding="utf-8-sig") as lines:
-            for lineno, line in enumerate(lines, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                if len(fields) != width:
-                    got = len(fields)
-                    raise EvalfastError(f"{name} line {lineno}: expected {width} columns ({columns}), got {got}")
-                empty = False
-                yield lineno, fields
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EvalfastError(f"{name}: cannot read it as UTF-8 text ({exc}); check the path") from exc
+        for lineno, line in utf8_lines(Path(path), EvalfastError):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != width:
+                got = len(fields)
+                raise EvalfastError(f"{name} line {lineno}: expected {width} columns ({columns}), got {got}")
+            empty = False
+            yield lineno, fields
+    except OSError as exc:
+        raise EvalfastError(f"{name}: cannot read it ({exc.strerror or exc}); check the path") from exc
     if empty:
         raise EvalfastError(f"{name}: file is empty; expected lines of '{columns}'")
 
@@ -91,11 +92,24 @@ class _Lines:
             raise EvalfastError(f"{where}: {pair} repeats line {self.line[a]}{detail}; keep one line per query and doc")
         return order[np.r_[True, ~repeat]]
 
+    def refuse_bad_names(self, known_queries: int, known_docs: int) -> None:
+        """EvalfastError at the first line that brings a new name (after the known ones) that is not an id."""
+        first_bad = []
+        for column, names, known, field in ((self.query, self.query_names, known_queries, "qid"),
+                                            (self.doc, self.doc_names, known_docs, "docid")):
+            index = first_non_id(names, known)
+            if index is not None:  # names are numbered in order of first appearance
+                first_bad.append((int(self.line[np.argmax(column == index)]), id_problem(field, names[index])))
+        if first_bad:
+            line, problem = min(first_bad)
+            raise EvalfastError(f"{self.path} line {line}: {problem}")
+
 
 def _read_lines(path: str | os.PathLike[str], form: _Format, query_names: list[str], doc_names: list[str]) -> _Lines:
     """Parse qid, docid and the value column of each line of a TREC file.
 
-    Unseen names are appended to copies of query_names and doc_names, numbered in order of first appearance.
+    Unseen names are appended to copies of query_names and doc_names, numbered in order of first appearance;
+    one holding a control character is an EvalfastError naming its first line.
     """
     queries = {qid: i for i, qid in enumerate(query_names)}
     docs = {docid: i for i, docid in enumerate(doc_names)}
@@ -106,7 +120,9 @@ def _read_lines(path: str | os.PathLike[str], form: _Format, query_names: list[s
         qid, docid = fields[0], fields[2]
         rows.append((queries.setdefault(qid, len(queries)), docs.setdefault(docid, len(docs)), number, lineno))
     query, doc, values, line = (np.array(column) for column in zip(*rows))
-    return _Lines(file, query, doc, values.astype(np.float64), line, list(queries), list(docs))
+    lines = _Lines(file, query, doc, values.astype(np.float64), line, list(queries), list(docs))
+    lines.refuse_bad_names(len(query_names), len(doc_names))
+    return lines
 
 
 def read_qrels(path: str | os.PathLike[str]) -> tuple[Qrels, list[str], list[str]]:
@@ -143,10 +159,17 @@ def write_run(path: str | os.PathLike[str], run: Run, query_names: list[str], do
     """Write the run's hits as 'qid Q0 docid rank score tag' lines, rank = position + 1, scores to float32 precision.
 
     Atomic (evalfast.atomic.atomic_path): written to a temporary file in the same folder, then os.replace'd.
+    A written qid or docid with whitespace or a control character (it would shift columns or forge lines) is an
+    EvalfastError, and nothing is written.
     """
     if tag.split() != [tag]:
         raise EvalfastError(f"run tag {tag!r}: must be one word without whitespace")
     query, rank = np.nonzero(run.doc_ids >= 0)
+    for field, names, written in (("qid", query_names, query), ("docid", doc_names, run.doc_ids[query, rank])):
+        chosen = [names[i] for i in np.unique(written).tolist()]
+        bad = first_non_id(chosen)
+        if bad is not None:
+            raise EvalfastError(f"{os.fspath(path)}: cannot write the run: {id_problem(field, chosen[bad])}")
     lines = zip(query.tolist(), run.doc_ids[query, rank].tolist(), rank.tolist(), run.scores[query, rank].tolist())
     try:
         with atomic_path(path) as temp, open(temp, "w", encoding="utf-8") as out:

@@ -13,11 +13,11 @@ class CountingEncoder:
     """Wraps an encoder and records which texts reached the model."""
 
     def __init__(self, encoder: Encoder):
-        self.inner, self.dimension, self.seen = encoder, encoder.dimension, []
+        self.inner, self.dimension, self.config, self.seen = encoder, encoder.dimension, encoder.config, []
 
-    def encode(self, texts, on_progress=None):
+    def encode(self, texts, *args):
         self.seen.extend(texts)
-        return self.inner.encode(texts, on_progress)
+        return self.inner.encode(texts, *args)
 
     def token_stats(self, texts):
         return self.inner.token_stats(texts)
@@ -29,7 +29,7 @@ def test_lookup_returns_stored_vectors_in_key_order(tmp_path):
     vectors = np.arange(12, dtype=np.float32).reshape(3, 4)
     cache.add(keys[:2], vectors[:2])
     cache.add(keys[2:], vectors[2:])
-    found, hits = cache.lookup(text_keys(["c", "zzz", "a"]))
+    found, hits = cache.lookup(text_keys(["c", "zzz", "a"]), 4)
     assert found.tolist() == [True, False, True]
     np.testing.assert_array_equal(hits, vectors[[2, 0]])
 
@@ -38,7 +38,7 @@ def test_shard_without_keys_file_is_ignored(tmp_path):
     cache = EmbeddingCache(tmp_path, "fp")
     cache.add(text_keys(["a"]), np.ones((1, 4), np.float32))
     next(cache.folder.glob(f"*{KEYS_SUFFIX}")).unlink()  # as if killed between the two writes
-    found, hits = cache.lookup(text_keys(["a"]))
+    found, hits = cache.lookup(text_keys(["a"]), 4)
     assert not found.any() and hits is None
 
 
@@ -100,3 +100,20 @@ def test_a_graphs_hash_is_remembered_until_the_file_changes(tmp_path):
     graph.write_bytes(b"other graph")  # same size, new content and mtime
     os.utime(graph, ns=(graph.stat().st_atime_ns, graph.stat().st_mtime_ns + 1_000_000))
     assert remembered_sha256(graph) == hashlib.sha256(b"other graph").hexdigest()
+
+
+def test_rates_count_only_the_texts_encoded_now(tiny_export, tmp_path):
+    encoder = Encoder(tiny_export)
+    cache = EmbeddingCache(tmp_path, "fp")
+    first = embed(encoder, ["red", "green", "blue"], cache)
+    assert first.n_encoded_tokens == first.n_tokens and 0 < first.encode_seconds <= first.seconds
+    assert first.encoded_texts_per_second == 3 / first.encode_seconds
+
+    partly = embed(encoder, ["red", "a violet sky at dusk"], cache)
+    assert partly.n_encoded == 1 and partly.n_encoded_tokens == encoder.token_stats(["a violet sky at dusk"])[0]
+    assert partly.encoded_tokens_per_second == partly.n_encoded_tokens / partly.encode_seconds
+
+    cached = embed(encoder, ["red", "green"], cache)
+    assert (cached.n_encoded, cached.n_encoded_tokens, cached.encode_seconds) == (0, 0, 0.0)
+    assert cached.encoded_texts_per_second is None and cached.encoded_tokens_per_second is None
+    assert cached.n_tokens > 0  # the texts' own counts are still reported

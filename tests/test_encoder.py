@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
 from evalfast.encoder import Encoder, EncoderConfig, chunk_bounds, pack_batches, plan_batches
+from evalfast.errors import ModelError
 from evalfast.parity import one_minus_cos
 from conftest import TINY_MAX_SEQ_LENGTH
 
@@ -95,3 +98,51 @@ def test_progress_reports_every_text(tiny_export):
     seen = []
     Encoder(tiny_export, EncoderConfig(max_batch=2)).encode(TEXTS, seen.append)
     assert sum(seen) == len(TEXTS) and max(seen) <= 2
+
+
+def _copy_export(tiny_export, tmp_path):
+    import shutil
+
+    return Path(shutil.copytree(tiny_export, tmp_path / "export"))
+
+
+@pytest.mark.parametrize("content", ["garbage, not JSON", '{"version": "1.0", "truncated": [1, 2'])
+def test_a_corrupt_tokenizer_is_a_model_error_naming_the_file(tiny_export, tmp_path, content):
+    folder = _copy_export(tiny_export, tmp_path)
+    (folder / "tokenizer.json").write_text(content)
+    with pytest.raises(ModelError, match=r"tokenizer\.json: not a readable tokenizer .*re-export"):
+        Encoder(folder)
+
+
+class SymbolicWidth:
+    """An onnxruntime session whose output's width reads as symbolic, as some exported graphs' do."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+    def get_outputs(self):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(name=o.name, shape=[*o.shape[:-1], "width"]) for o in self.session.get_outputs()]
+
+
+@pytest.mark.parametrize("static_shape", [True, False], ids=["static", "probed"])
+def test_a_manifest_dimension_that_disagrees_with_the_graph_is_a_model_error(tiny_export, tmp_path, monkeypatch,
+                                                                            static_shape):
+    import json
+
+    from evalfast import encoder as encoder_module
+
+    folder = _copy_export(tiny_export, tmp_path)
+    if not static_shape:  # the width is known only by running the graph
+        real_session = encoder_module.onnx_session
+        monkeypatch.setattr(encoder_module, "onnx_session", lambda *args: SymbolicWidth(real_session(*args)))
+        assert Encoder(folder).dimension == 32  # the probe agrees with a right manifest
+    manifest = json.loads((folder / "evalfast.json").read_text())
+    manifest["dimension"] = 48
+    (folder / "evalfast.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=r"evalfast\.json: dimension 48, but model\.onnx outputs 32 components"):
+        Encoder(folder)

