@@ -48,6 +48,19 @@ def _is_special(final: Path) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+_swept: set[str] = set()
+
+
+def _prepare_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and, the first time this process writes there, remove what killed evalfast
+    processes left in it (see :func:`remove_stale_temporaries`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(folder)
+    if key not in _swept:
+        _swept.add(key)
+        remove_stale_temporaries(folder)
+
+
 def _with_filename(err: OSError, final: Path) -> OSError:
     """``err`` naming ``final`` when it names no file (a write that hit a full disk names none)."""
     if err.filename:
@@ -69,7 +82,7 @@ class Outputs:
         else:
             if final.is_symlink():
                 final = Path(os.path.realpath(final))
-            final.parent.mkdir(parents=True, exist_ok=True)
+            _prepare_folder(final.parent)
             fd, tmp = tempfile.mkstemp(prefix=_tag(final.name), suffix=".tmp", dir=final.parent)
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it the usual file mode
         os.close(fd)
@@ -154,7 +167,7 @@ def write_text(final: str | os.PathLike, text: str) -> None:
 def atomic_dir(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``final``; it replaces ``final`` only if the block succeeds."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    _prepare_folder(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=_tag(final.name), suffix=".tmp", dir=final.parent))
     tmp.chmod(0o777 & ~_umask())
     try:

@@ -52,6 +52,9 @@ class EvalfastGroup(click.Group):
             where = err.ctx.command_path if err.ctx else ctx.command_path
             click.echo(f"error: {' '.join(err.format_message().split())} (see {where} --help)", err=True)
             ctx.exit(2)
+        except BrokenPipeError:  # the reader of our output stopped reading (`| head`): stop quietly, as on SIGPIPE
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except OSError as err:
             click.echo(f"error: {err.filename or 'evalfast'}: {err.strerror or err}", err=True)
             ctx.exit(2)

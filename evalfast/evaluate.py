@@ -70,6 +70,7 @@ class EvalResult:
     rag: dict[str, float] = field(default_factory=dict)  # RAG-style context precision and recall (qrels protocol)
     evaluated: np.ndarray | None = None  # bool (n,): the queries (or rows) the means are taken over
     run_relevance: np.ndarray | None = None  # float64 (n_queries, depth): judged relevance down the run (qrels)
+    split: str | None = None  # the golden set's BEIR split, None for a pairs file
 
 
 def _similarity_pairs(golden: GoldenSet) -> tuple[np.ndarray, np.ndarray]:
@@ -240,6 +241,7 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
         evaluated=scored.evaluated,
         run_relevance=scored.run_relevance,
         conventions=encoder_conventions(encoder),
+        split=golden.split,
     )
 
 

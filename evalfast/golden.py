@@ -53,6 +53,7 @@ class GoldenSet:
     pairs: Pairs | None = None
     missing_doc_ids: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # what reading it tolerated, one line each, for the user
+    split: str | None = None  # the BEIR qrels split read (qrels/<split>.tsv); None for a pairs file
 
     @property
     def n_queries(self) -> int:
@@ -236,7 +237,7 @@ def _load_beir(folder: Path, split: str) -> GoldenSet:
         named = ", ".join(repr(d) for d in missing[:3]) + (", ..." if len(missing) > 3 else "")
         warnings = (f"{qrels_path}: {len(missing)} judged document(s) not in corpus.jsonl ({named}); kept as "
                     "relevant but unretrievable, as trec_eval and MTEB count them",)
-    return GoldenSet(folder, query_ids, query_texts, doc_ids, doc_texts, qrels, None, tuple(missing), warnings)
+    return GoldenSet(folder, query_ids, query_texts, doc_ids, doc_texts, qrels, None, tuple(missing), warnings, split)
 
 
 def _beir_records(path: Path, with_title: bool, split: str | None = None) -> tuple[list[str], list[str]]:
@@ -308,4 +309,4 @@ def select_queries(golden: GoldenSet, keep: np.ndarray, source: Path | None = No
                   relevance=golden.qrels.relevance[rows], n_queries=int(keep.sum()), n_docs=golden.qrels.n_docs)
     kept = np.flatnonzero(keep)
     return GoldenSet(source or golden.source, [golden.query_ids[i] for i in kept], [golden.query_texts[i] for i in kept],
-                     golden.doc_ids, golden.doc_texts, qrels, None, golden.missing_doc_ids, golden.warnings)
+                     golden.doc_ids, golden.doc_texts, qrels, None, golden.missing_doc_ids, golden.warnings, golden.split)

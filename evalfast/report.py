@@ -54,7 +54,8 @@ def _summary_lines(result: EvalResult) -> list[str]:
     lines = [f"model   {result.model} (sha256 {result.model_sha256[:12]}), {result.precision} on {result.device}"]
     if result.conventions:
         lines.append(f"ranked  by {_conventions_line(result.conventions)}")
-    lines.append(f"golden  {result.golden}: {c['queries']} queries, {c['documents']} documents, protocol {result.protocol}")
+    split = f" (split {result.split})" if result.split else ""
+    lines.append(f"golden  {result.golden}{split}: {c['queries']} queries, {c['documents']} documents, protocol {result.protocol}")
     if result.protocol == "pairs":
         lines.append(f"rows    {c['rows']} scored one by one ({c['positive_rows']} positive), the seed's row-wise protocol")
     else:
@@ -131,6 +132,7 @@ def result_json(result: EvalResult, intervals: dict[str, Interval]) -> dict:
         "precision": result.precision,
         "device": result.device,
         "golden": result.golden,
+        "split": result.split,
         "protocol": result.protocol,
         "conventions": result.conventions,
         "metrics": {**result.metrics, **result.rag, **result.similarity},

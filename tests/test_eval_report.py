@@ -48,3 +48,14 @@ def test_a_cached_evaluation_claims_no_rate(results):
     for text in (report(cached), result_markdown(cached, {})):
         line = next(line for line in text.splitlines() if "texts (documents and queries)" in line)
         assert "all from the cache, so no encoding rate was measured" in line and "texts/s" not in line
+
+
+def test_the_report_says_which_split_it_scored(results, tmp_path):
+    from evalfast.report import result_json
+
+    result = results[1]
+    assert f"golden  {HANDWRITTEN} (split test):" in report(result)
+    assert result_json(result, {})["split"] == "test"
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("query,context,relevance\nhaunted ship,a ghost ship drifts,1\ndragon,a dragon hoards books,1\n")
+    assert load_golden(pairs).split is None

@@ -4,6 +4,7 @@ appear or none changes; a failed write names its file; temporaries a killed proc
 from __future__ import annotations
 
 import json
+import shlex
 import os
 import subprocess
 import sys
@@ -160,3 +161,21 @@ def test_embed_claims_no_rate_when_everything_came_from_the_cache(tiny_export, t
     again = ok(invoke(*args)).stdout
     assert "(0 encoded, 2 from cache" in again and "nothing encoded, so no rate measured" in again
     assert "sentences/s" not in again
+
+
+def test_a_killed_writes_temporary_beside_an_output_is_swept_by_the_next_write(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f".out.npy.{atomic._HOST}-{int(dead.stdout)}.q1w2e3.tmp"
+    orphan.write_bytes(b"\0" * 1024)
+    write_text(tmp_path / "report.json", "{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tiny_export, tmp_path):
+    (tmp_path / "texts.txt").write_text("".join(f"text number {i}\n" for i in range(3000)))  # ~400 KB of vectors
+    command = (f"{shlex.quote(sys.executable)} -m evalfast embed -m {shlex.quote(str(tiny_export))} "
+               f"-i {shlex.quote(str(tmp_path / 'texts.txt'))} -o - --cache-dir {shlex.quote(str(tmp_path))} | head -c 10")
+    done = subprocess.run(["bash", "-c", f"{command} > /dev/null; echo ${{PIPESTATUS[0]}}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "141"  # as a process killed by SIGPIPE
+    assert "Traceback" not in done.stderr and "error" not in done.stderr, done.stderr
