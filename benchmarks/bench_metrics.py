@@ -21,21 +21,42 @@ recip_rank = mrr@depth).
     python benchmarks/bench_metrics.py --queries 10000 --repeats 3
 
 Prints a Markdown table and writes JSON to benchmarks/results/metrics-<date>-<time>.json.
+
+With ``--whole-process``, whole processes from start to written file instead, on TREC files written by
+``trec_files.py`` (``--queries`` x ``--depth`` run lines, ``--judged`` graded judgments per query; kept in
+``--files-dir`` and reused): ``evalfast metrics --measure P@10,R@100,nDCG@10,AP,RR --json OUT`` against the
+scripts of ``metrics_peers.py`` (a pytrec_eval script that parses the lines into dicts as a user would, and ranx's
+``Qrels.from_file`` / ``Run.from_file`` / ``evaluate`` on every thread). One untimed warm-up round (the page cache,
+ranx's numba cache), then ``--repeats`` rounds, each running the contenders in the same order (A, B, C, A, B, C,
+...). Each process's wall seconds, CPU seconds and peak RSS come from ``os.wait4``; every run's means must equal
+the pytrec_eval script's to 1e-9. trec_eval itself is not a contender: it is C source on GitHub, not on any
+package registry this machine reaches, so it cannot be built here.
+
+    python benchmarks/bench_metrics.py --whole-process --queries 20000 --repeats 5
+
+Prints a Markdown table and writes JSON and Markdown to benchmarks/results/metrics-whole-<size>-<date>-<time>.*.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import os
 import shlex
 import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from bench_embed import load_average, positive_int, report_header
+from metrics_peers import MEASURES
+from trec_files import write_trec_files
 from evalfast.atomic import write_text
 from evalfast.metrics import METRICS, compute, judge, summarize
 from evalfast.qrels import Qrels, pair_keys
@@ -43,6 +64,13 @@ from evalfast.report import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
+PEERS_SCRIPT = ROOT / "benchmarks" / "metrics_peers.py"
+DEFAULT_FILES_DIR = Path(tempfile.gettempdir()) / "evalfast-bench-trec"
+WHOLE_PACKAGES = ("numpy", "click", "pyarrow", "pytrec-eval-terrier", "ranx", "numba", "evalfast")
+CONTENDERS = ("evalfast", "pytrec_eval", "ranx")
+CONTENDER_LABELS = {"evalfast": "`evalfast metrics`", "pytrec_eval": "pytrec_eval script (dicts, line by line)",
+                    "ranx": "ranx (from_file, evaluate)"}
+TOLERANCE = 1e-9
 KS = (1, 3, 5, 10, 100)
 VERSION_PACKAGES = ("numpy", "pytrec-eval-terrier", "evalfast")
 # pytrec_eval output key -> evalfast compute() key ("mrr@depth" is filled in once depth is known).
@@ -65,6 +93,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data (default: 0)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where to write the JSON (default: benchmarks/results)")
+    parser.add_argument("--whole-process", action="store_true",
+                        help="time whole processes on TREC files: evalfast metrics, a pytrec_eval script and ranx")
+    parser.add_argument("--judged", type=positive_int, default=12,
+                        help="--whole-process: judgments per query, graded 0-2 (default: 12)")
+    parser.add_argument("--files-dir", type=Path, default=DEFAULT_FILES_DIR,
+                        help=f"--whole-process: where the TREC files are written and reused (default: "
+                             f"{DEFAULT_FILES_DIR})")
+    parser.add_argument("--timeout", type=positive_int, default=900,
+                        help="--whole-process: seconds after which a contender's process is killed (default: 900)")
+    parser.add_argument("--skip", action="append", default=[], choices=CONTENDERS[1:],
+                        help="--whole-process: leave a peer out (repeatable)")
     args = parser.parse_args(argv)
     if args.depth < max(KS):
         parser.error(f"--depth {args.depth}: must be at least {max(KS)} (the largest cutoff)")
@@ -165,12 +204,151 @@ def markdown(doc: dict) -> str:
     ])
 
 
+# ---------------------------------------------------------------------------------------------- whole process
+
+def trec_files(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The qrels and run files of this size and seed in --files-dir, written once (a marker says they are whole)."""
+    folder = args.files_dir / f"{args.queries}x{args.depth}-judged{args.judged}-corpus{args.corpus}-seed{args.seed}"
+    done = folder / "complete"
+    if not done.is_file():
+        print(f"writing TREC files into {folder} ...", file=sys.stderr, flush=True)
+        write_trec_files(folder, args.queries, args.depth, args.judged, args.corpus, args.seed)
+        done.touch()
+    return folder / "qrels.txt", folder / "run.txt"
+
+
+def count_lines(path: Path) -> int:
+    """Lines in a file, read in 16 MiB blocks."""
+    with path.open("rb") as handle:
+        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 24), b""))
+
+
+def contender_commands(qrels: Path, run: Path, out: Path, skip: list[str]) -> dict[str, list[str]]:
+    """Each contender's command line; each writes its means as JSON ({"metrics": {ir-measures name: mean}}) to
+    out/<name>.json."""
+    python = os.path.abspath(sys.executable)  # the virtualenv's, with any ".." taken out, its links kept
+    script = Path(python).with_name("evalfast")
+    evalfast = [str(script)] if script.is_file() else [python, "-m", "evalfast"]
+    commands = {"evalfast": [*evalfast, "metrics", "--qrels", str(qrels), "--run", str(run),
+                             "--measure", ",".join(MEASURES), "--json", str(out / "evalfast.json")]}
+    for peer in CONTENDERS[1:]:
+        if peer not in skip:
+            commands[peer] = [python, str(PEERS_SCRIPT), peer, str(qrels), str(run), str(out / f"{peer}.json")]
+    return commands
+
+
+def run_process(command: list[str], out: Path, timeout: float) -> dict:
+    """Run one contender to its end (killed after ``timeout`` seconds): wall and CPU seconds, peak RSS (MB) and the
+    JSON it wrote."""
+    out.unlink(missing_ok=True)
+    with tempfile.TemporaryFile() as stderr:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = threading.Timer(timeout, process.kill)
+        deadline.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        deadline.cancel()
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode:
+            stderr.seek(0)
+            ending = f"was killed after {timeout:g} s" if seconds >= timeout else f"exited {process.returncode}"
+            raise RuntimeError(f"{shlex.join(command)} {ending}:\n{stderr.read().decode(errors='replace')[-3000:]}")
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "document": json.loads(out.read_text())}
+
+
+def value_differences(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
+    """Per contender and measure, the largest |mean - the pytrec_eval script's mean| over all its runs."""
+    reference = runs["pytrec_eval"][0]["document"]["metrics"]
+    return {name: {measure: max(abs(run["document"]["metrics"][measure] - reference[measure]) for run in done)
+                   for measure in MEASURES} for name, done in runs.items()}
+
+
+def whole_process(args: argparse.Namespace, started: dt.datetime, command_line: str) -> int:
+    """The --whole-process benchmark (see the module docstring); 0 when every contender's means are identical."""
+    qrels, run = trec_files(args)
+    with tempfile.TemporaryDirectory() as scratch:
+        commands = contender_commands(qrels, run, Path(scratch), args.skip)
+        load_before = load_average()
+        for name, command in commands.items():
+            warm = run_process(command, Path(scratch) / f"{name}.json", args.timeout)
+            print(f"warm-up {name}: {warm['seconds']:.2f} s", file=sys.stderr, flush=True)
+        runs: dict[str, list[dict]] = {name: [] for name in commands}
+        for round_no in range(1, args.repeats + 1):
+            for name, command in commands.items():
+                runs[name].append(run_process(command, Path(scratch) / f"{name}.json", args.timeout))
+            print(f"round {round_no}/{args.repeats}: " + ", ".join(f"{name} {done[-1]['seconds']:.2f} s"
+                                                                  for name, done in runs.items()),
+                  file=sys.stderr, flush=True)
+        load_after = load_average()
+    differences = value_differences(runs)
+    evalfast_document = runs["evalfast"][-1]["document"]
+    document = {
+        **report_header("metrics-whole-process", started, command_line, load_before, load_after, WHOLE_PACKAGES),
+        "data": {"queries": args.queries, "depth": args.depth, "judged_per_query": args.judged, "corpus": args.corpus,
+                 "seed": args.seed, "run_lines": count_lines(run), "qrels_lines": count_lines(qrels),
+                 "run_mb": run.stat().st_size / 2**20, "qrels_mb": qrels.stat().st_size / 2**20,
+                 "evalfast_average": evalfast_document.get("average")},
+        "repeats": args.repeats,
+        "commands": {name: shlex.join(command) for name, command in commands.items()},
+        "contenders": {name: {"seconds": summary([r["seconds"] for r in done]),
+                              "cpu_seconds": summary([r["cpu_seconds"] for r in done]),
+                              "peak_rss_mb": summary([r["peak_rss_mb"] for r in done]),
+                              "means": done[-1]["document"]["metrics"]} for name, done in runs.items()},
+        "ratio_pytrec_eval_script_over": {name: summary([p["seconds"] / r["seconds"]
+                                                         for p, r in zip(runs["pytrec_eval"], done)])
+                                          for name, done in runs.items()},
+        "identical_values": {"tolerance": TOLERANCE, "reference": "pytrec_eval",
+                             "ok": all(d <= TOLERANCE for diffs in differences.values() for d in diffs.values()),
+                             "max_abs_diff": differences},
+    }
+    text = whole_process_markdown(document)
+    print(text)
+    stem = args.results_dir / f"metrics-whole-{args.queries}x{args.depth}-{started.strftime('%Y-%m-%d-%H%M%S')}"
+    write_text(stem.with_suffix(".json"), dumps(document))
+    write_text(stem.with_suffix(".md"), text + "\n")
+    print(f"\nwrote {stem}.json and {stem}.md", file=sys.stderr)
+    return 0 if document["identical_values"]["ok"] else 1
+
+
+def whole_process_markdown(doc: dict) -> str:
+    """The table of wall seconds, CPU seconds, peak RSS and speed against the pytrec_eval script, then the means."""
+    data, contenders, ratios = doc["data"], doc["contenders"], doc["ratio_pytrec_eval_script_over"]
+    average = data["evalfast_average"] or {}
+    lines = [
+        f"{data['queries']:,} queries x {data['depth']} ({data['run_lines']:,} run lines, {data['run_mb']:.0f} MB; "
+        f"{data['qrels_lines']:,} qrels lines, {average.get('judged_without_relevant', '?')} queries without a "
+        f"relevant document); {doc['repeats']} rounds after a warm-up, contenders in turn",
+        "",
+        "| contender | wall s, median [min, max] | CPU s, median | peak RSS MB, median [min, max] "
+        "| pytrec_eval script / contender, median [min, max] |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, row in contenders.items():
+        wall, rss, ratio = row["seconds"], row["peak_rss_mb"], ratios[name]
+        lines.append(f"| {CONTENDER_LABELS[name]} | {wall['median']:.2f} [{wall['min']:.2f}, {wall['max']:.2f}] | "
+                     f"{row['cpu_seconds']['median']:.2f} | {rss['median']:.0f} [{rss['min']:.0f}, {rss['max']:.0f}] | "
+                     f"{ratio['median']:.2f}x [{ratio['min']:.2f}, {ratio['max']:.2f}] |")
+    check = doc["identical_values"]
+    lines += ["", "| measure | " + " | ".join(CONTENDER_LABELS[name] for name in contenders) + " |",
+              "|---|" + "---:|" * len(contenders)]
+    lines += [f"| {measure} | " + " | ".join(f"{row['means'][measure]:.12f}" for row in contenders.values()) + " |"
+              for measure in MEASURES]
+    worst = max(d for diffs in check["max_abs_diff"].values() for d in diffs.values())
+    lines += ["", f"Identical means (every run, to {check['tolerance']:g} of the pytrec_eval script's): "
+                  f"{'yes' if check['ok'] else 'NO'}; largest difference {worst:.1e}"]
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = dt.datetime.now(dt.timezone.utc)
     command_line = shlex.join(["python", "benchmarks/bench_metrics.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.whole_process:
+        return whole_process(args, started, command_line)
     import pytrec_eval
 
     start = time.perf_counter()

@@ -5,32 +5,59 @@ Example::
     from evalfast import Encoder, evaluate, load_golden
     result = evaluate(Encoder("export/all-MiniLM-L6-v2"), load_golden("data/golden/handwritten"))
     print(result.metrics["ndcg@10"])
+
+The names below are imported on first use, so that ``import evalfast`` (and the command line, which only
+needs a few of them) starts fast.
 """
 
-from .cache import EmbeddingCache
-from .compare import compare_results
-from .embeddings import embed
-from .encoder import Encoder, EncoderConfig
-from .errors import EvalfastError
-from .evaluate import EvalConfig, EvalResult, evaluate
-from .export import export_model
-from .golden import GoldenSet, load_golden
-from .run import Run
+from __future__ import annotations
+
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "EmbeddingCache",
-    "Encoder",
-    "EncoderConfig",
-    "EvalConfig",
-    "EvalResult",
-    "EvalfastError",
-    "GoldenSet",
-    "Run",
-    "compare_results",
-    "embed",
-    "evaluate",
-    "export_model",
-    "load_golden",
-]
+# public name -> the submodule that defines it
+_SOURCES = {
+    "EmbeddingCache": "cache",
+    "Encoder": "encoder",
+    "EncoderConfig": "encoder",
+    "EvalConfig": "evaluate",
+    "EvalResult": "evaluate",
+    "EvalfastError": "errors",
+    "GoldenSet": "golden",
+    "Run": "run",
+    "compare_results": "compare",
+    "embed": "embeddings",
+    "evaluate": "evaluate",
+    "export_model": "export",
+    "load_golden": "golden",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str):
+    """Import the submodule defining ``name`` on first use (PEP 562), and keep the name here."""
+    if name not in _SOURCES:
+        raise AttributeError(f"module 'evalfast' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_SOURCES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCES))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``evalfast.evaluate`` the function: importing the submodule of that name would bind the module."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and _SOURCES.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -10,33 +10,31 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 
+# The model side (encoder, embedding, search, export, statistics) is imported by the commands that use it, so that
+# `evalfast --help` and `evalfast metrics` start in a fraction of a second (tests/test_startup.py).
 from .atomic import STDOUT, Outputs, all_or_none
-from .cache import EmbeddingCache, default_cache_dir
+from .choices import DEFAULT_KS, DEVICES, MTEB_KS, PROTOCOLS
 from .cli_golden import golden as golden_group
-from .compare import StatSettings, compare_results, metric_intervals
-from .compare_report import comparison_document, comparison_markdown, comparison_text
-from .embeddings import Embeddings, embed
 from .conventions import ROLES
-from .encoder import DEVICES, Encoder, EncoderConfig
 from .errors import EvalfastError
-from .evaluate import DEFAULT_KS, MTEB_KS, PROTOCOLS, EvalConfig, EvalResult, evaluate, for_protocol
-from .export import default_export_dir, ensure_exported, export_model
-from .golden import GoldenSet, load_golden
-from .per_query import write_per_query
-from .model import open_model
-from .mteb_results import mteb_document
-from .overlap import training_overlap
 from .precision import PRECISIONS
 from .progress import progress_bar
-from .metrics import METRICS, compute, judge, summarize
 from .report import (bench_markdown, bench_table, dumps, format_result, metric_grid, result_json, result_markdown,
                      text_table)
 from .texts import read_texts
-from .trec import read_qrels, read_run, write_run
+from .trec import FORMATS as QRELS_FORMATS, read_qrels_file, read_run, write_run
+
+if TYPE_CHECKING:
+    from .cache import EmbeddingCache
+    from .embeddings import Embeddings
+    from .encoder import Encoder, EncoderConfig
+    from .evaluate import EvalConfig, EvalResult
+    from .golden import GoldenSet
 
 
 class EvalfastGroup(click.Group):
@@ -113,6 +111,8 @@ class ModelChoice:
 
     def encoder_config(self, device: str, precision: str, threads: int | None = None) -> EncoderConfig:
         """The device's batching (see EncoderConfig.for_device) with these overrides."""
+        from .encoder import EncoderConfig
+
         config = EncoderConfig.for_device(device, precision)
         return dataclasses.replace(
             config, query_prompt=self.query_prompt, document_prompt=self.document_prompt, prompt=self.prompt,
@@ -218,6 +218,9 @@ def open_encoder(model: str, device: str, precision: str, cache_dir: Path | None
                  ) -> tuple[Encoder, EmbeddingCache | None]:
     """The encoder for ``model`` (see open_model) and its embedding cache (None with --no-cache).
     ``threads``: onnxruntime's intra-op threads [default: one per core]."""
+    from .cache import EmbeddingCache, default_cache_dir
+    from .model import open_model
+
     root = cache_dir or default_cache_dir()
     encoder = open_model(model, choice.encoder_config(device, precision, threads), root, choice.trust_remote_code,
                          on_status=say_status)
@@ -237,6 +240,7 @@ class EngineChoice:
         """A RayEngine for ``encoder``, or None for the local engine."""
         if self.name != "ray":
             return None
+        from .cache import default_cache_dir
         from .distributed import RayEngine
 
         return RayEngine(encoder, self.shard_dir or (cache_dir or default_cache_dir()) / "shards", self.actors)
@@ -281,6 +285,8 @@ def engine_session(engine: EngineChoice):
 
 def load_golden_noting(golden_path: Path, split: str = "test") -> GoldenSet:
     """load_golden, with each thing it tolerated printed to stderr as a warning."""
+    from .golden import load_golden
+
     golden = load_golden(golden_path, split)
     for warning in golden.warnings:
         say_warning(warning)
@@ -292,6 +298,9 @@ def run_eval(model: str, golden_path: Path, split: str, config: EvalConfig, devi
              choice: ModelChoice = ModelChoice()) -> tuple[GoldenSet, EvalResult]:
     """Load, embed with a progress bar, evaluate (here, or on Ray). Warns when the golden set's queries were in the
     model's training data."""
+    from .evaluate import evaluate, for_protocol
+    from .overlap import training_overlap
+
     golden = for_protocol(load_golden_noting(golden_path, split), config.protocol)
     overlap = training_overlap(model, golden.query_texts, str(golden_path))
     if overlap:
@@ -336,6 +345,8 @@ def export_command(model: str, output: Path | None, opset: int | None, overwrite
       evalfast export ./my-finetuned-model -o export/finetuned --overwrite
       evalfast export ./model-with-own-code --trust-remote-code
     """
+    from .export import default_export_dir, export_model
+
     manifest = export_model(model, output, opset=opset, overwrite=overwrite, trust_remote_code=trust_remote_code,
                             on_status=say_status)
     folder = output or default_export_dir(model)
@@ -376,6 +387,8 @@ def embed_command(model, device, precision, cache_dir, no_cache, input_path, fie
       evalfast embed -m export/all-MiniLM-L6-v2 -i corpus.txt -o corpus.npy --dim 128 --max-seq-length 128
       evalfast embed -m export/all-MiniLM-L6-v2 -i corpus.txt -o corpus.npy --engine ray --actors 8
     """
+    from .embeddings import embed
+
     if choice.prompt is not None and role != "plain":
         raise EvalfastError(f"--prompt is the plain role's prompt; with --role {role} use --{role}-prompt")
     encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache, choice)
@@ -453,6 +466,10 @@ def eval_command(model, device, precision, cache_dir, no_cache, golden, split, p
       evalfast eval -m export/all-MiniLM-L6-v2 -g seed.csv --protocol pairs --json out.json
       evalfast eval -m export/all-MiniLM-L6-v2 -g data/golden/handwritten --engine ray --address ray://head:10001
     """
+    from .compare import StatSettings, metric_intervals
+    from .evaluate import EvalConfig
+    from .mteb_results import mteb_document
+
     config = EvalConfig.for_protocol(protocol, ks, seed=seed, rag_threshold=rag_threshold,
                                      ignore_identical_ids=ignore_identical_ids)
     to_stderr = human_to_stderr(json_path, markdown_path, per_query_path, run_path, mteb_path)
@@ -477,6 +494,8 @@ def write_outputs(out: Outputs, golden: GoldenSet, named_results: list[tuple[str
                   per_query_path: Path | None, run_path: Path | None) -> None:
     """Stage --per-query and --run in ``out`` (a file for one model; for several, a folder with one file per
     model)."""
+    from .per_query import write_per_query
+
     if per_query_path:
         write_per_query(out.path(per_query_path), named_results, golden)
     if run_path and len(named_results) == 1:
@@ -533,6 +552,9 @@ def compare_command(models, device, precisions, cache_dir, no_cache, golden, spl
     """
     from datetime import datetime, timezone
 
+    from .compare import StatSettings, compare_results
+    from .compare_report import comparison_document, comparison_markdown, comparison_text
+    from .evaluate import EvalConfig
     from .html_report import render_html
 
     to_stderr = human_to_stderr(json_path, markdown_path, html_path, per_query_path)
@@ -593,6 +615,7 @@ def finetune_command(base, golden, output, epochs, batch_size, lr, hard_negative
       evalfast finetune -m all-MiniLM-L6-v2 -g data/golden/handwritten -o export/minilm-prompts
       evalfast finetune -m all-MiniLM-L6-v2 -g golden/heuristic -o export/minilm-heuristic --hard-negatives 0 --resume
     """
+    from .compare_report import comparison_text
     from .finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(epochs, batch_size, lr, hard_negatives, seed, device)
@@ -673,6 +696,7 @@ def latency_command(model, device, precision, cache_dir, no_cache, golden, index
     """
     from datetime import datetime, timezone
 
+    from .embeddings import embed
     from .html_report import render_latency_html
     from .latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, query_server,
                           run_load, summarize_load, sweep)
@@ -712,35 +736,67 @@ def latency_command(model, device, precision, cache_dir, no_cache, golden, index
 
 
 @cli.command("metrics")
-@click.option("--qrels", required=True, type=click.Path(path_type=Path), help="TREC qrels: qid 0 docid rel.")
+@click.option("--qrels", required=True, type=click.Path(path_type=Path), help="TREC qrels (qid 0 docid rel) or BEIR qrels TSV (query-id corpus-id score, header optional).")
 @click.option("--run", "run_path", required=True, type=click.Path(path_type=Path),
-              help="TREC run: qid Q0 docid rank score tag.")
+              help="TREC run: qid Q0 docid rank score tag (fields after the tag ignored).")
+@click.option("--measure", "-m", "measure_names", multiple=True, metavar="NAMES",
+              help="Measures by ir-measures' or trec_eval's names: nDCG@10, P@5, P(rel=2)@5, R@100, RR@10, AP, "
+                   "Rprec, Success@10, Judged@10, ndcg_cut.10, P_5, recip_rank, map, ... Repeat it or separate "
+                   "names with commas [default: evalfast's set at the --k cutoffs].")
 @click.option("--k", "ks", default=",".join(map(str, DEFAULT_KS)), show_default=True, callback=parse_ks,
-              help="Cutoffs.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write means and counts as JSON.")
-def metrics_command(qrels, run_path, ks, json_path):
-    """Score a TREC run against TREC qrels with evalfast's metric engine.
+              help="Cutoffs of evalfast's set, scored without --measure.")
+@click.option("--average", type=click.Choice(("all", "both", "judged")), default="all", show_default=True,
+              help="The queries each mean is over. all: every query in the qrels, as trec_eval -c (a query absent "
+                   "from the run scores 0); both: the queries in both files, as trec_eval without -c; judged: the "
+                   "qrels queries with a relevant document, as evalfast eval's qrels protocol. Run queries absent from "
+                   "the qrels are ignored.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path),
+              help="Write the means, the averaging rule and the query counts as JSON.")
+def metrics_command(qrels, run_path, measure_names, ks, average, json_path):
+    """Score a TREC run against TREC or BEIR qrels with evalfast's metric engine.
 
-    Ranking follows trec_eval (score descending, ties by docid descending; the rank column is ignored).
-    A query judged relevant to something but absent from the run scores 0 (trec_eval -c).
+    Ranking follows trec_eval (score descending, ties by docid descending; the rank column is ignored). Each
+    measure is printed by the name it was given; the JSON also holds its ir-measures name.
 
     \b
-    Example:
+    Examples:
       evalfast metrics --qrels qrels.test.txt --run bm25.trec --k 10,100 --json scores.json
+      evalfast metrics --qrels qrels.test.txt --run bm25.trec -m 'nDCG@10,RR@10,P(rel=2)@5' --average both
     """
-    judgments, query_names, doc_names = read_qrels(qrels)
+    from click.core import ParameterSource
+
+    from .metrics.averaging import averaged_queries, means
+    from .metrics.measures import measure_values
+    from .metrics.names import default_measures, parse_measures
+
+    if measure_names and click.get_current_context().get_parameter_source("ks") is ParameterSource.COMMANDLINE:
+        raise EvalfastError("give --measure or --k, not both: --k sets the cutoffs of evalfast's default set; name "
+                            "each cutoff in --measure instead (nDCG@10,nDCG@100)")
+    named = parse_measures(measure_names) if measure_names else default_measures(ks)
+    read = read_qrels_file(qrels)
+    judgments, query_names, doc_names = read.qrels, read.query_names, read.doc_names
     if not (judgments.relevance > 0).any():
         raise EvalfastError(f"{qrels}: no query has a relevant document (every relevance is 0 or less), so every "
                             "metric would be 0; check the relevance column")
-    run, query_names, _ = read_run(run_path, query_names, doc_names)
-    judged = judge(run.doc_ids, judgments)
-    means, n_evaluated, n_skipped = summarize(compute(judged, tuple(METRICS), ks), judged.n_relevant)
+    run, run_query_names, _ = read_run(run_path, query_names, doc_names)
+    in_run = (run.doc_ids >= 0).any(axis=1)
+    mask, counts = averaged_queries(average, judgments.relevant_counts(), in_run)
+    if not counts.queries_averaged:  # only --average both can be left with no query
+        raise EvalfastError(f"{run_path}: none of its {int(in_run.sum())} queries is in {qrels} (the first is "
+                            f"{run_query_names[judgments.n_queries]!r}), so --average both has no query to average; "
+                            "check that the run answers these qrels, or use --average all")
+    per_query = measure_values(run.doc_ids, judgments, [measure for _, measure in named])
+    averaged = means({name: per_query[measure] for name, measure in named}, mask)
     to_stderr = human_to_stderr(json_path)
-    click.echo(f"{n_evaluated} queries scored, {n_skipped} without a relevant document left out\n", err=to_stderr)
-    click.echo(text_table(*metric_grid(means)), err=to_stderr)
+    click.echo(f"{counts.summary()}\nqrels read as {QRELS_FORMATS[read.format]}\n", err=to_stderr)
+    if measure_names:
+        click.echo(text_table(["measure", "mean"], [[name, f"{value:.4f}"] for name, value in averaged.items()]),
+                   err=to_stderr)
+    else:
+        click.echo(text_table(*metric_grid(averaged)), err=to_stderr)
     if json_path:
-        write_reports(json_path, None, {"metrics": means, "counts": {
-            "queries": n_evaluated, "queries_skipped_no_relevant": n_skipped}}, "")
+        write_reports(json_path, None, {"average": counts.as_dict(), "qrels_format": read.format, "metrics": averaged,
+                                        "measures": {name: measure.name for name, measure in named}}, "")
 
 
 def comma_list(choices: Sequence[str]):
@@ -794,6 +850,9 @@ def bench_command(model, texts_path, golden, devices, precisions, against, n_tex
       evalfast bench -m export/all-MiniLM-L6-v2 --golden data/golden/handwritten --engine ray --actors 2
     """
     from .bench import Budget
+    from .cache import default_cache_dir
+    from .export import ensure_exported
+    from .golden import load_golden
 
     budget = Budget(budget_seconds)
     if bool(texts_path) == bool(golden):
@@ -814,6 +873,7 @@ def run_bench_command(folder, texts, golden_set, golden, devices, precisions, ag
     from datetime import datetime, timezone
 
     from .bench import contenders_for, machine, run_bench, summary_rows
+    from .encoder import Encoder
     from .report import bench_notes
 
     contenders, notes = contenders_for(folder, devices, precisions, against == "sentence-transformers",

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .beir import check_output
 from .errors import EvalfastError
-from .generate.drafts import DraftQuery, write_generated
-from .generate.heuristic import heuristic_queries
 from .progress import progress_bar
-from .prompts import load_prompts
 from .splits import parse_fractions
+
+if TYPE_CHECKING:  # the generators are imported by their commands: `evalfast --help` starts without them
+    from .generate.drafts import DraftQuery
 
 
 def split_option(command):
@@ -69,6 +69,11 @@ def heuristic_command(prompts_path, output, seed, fractions, overwrite):
     Example:
       evalfast golden heuristic -p data/prompts/prompts.jsonl -o golden/heuristic --seed 0 --split 0.8/0.1/0.1
     """
+    from .beir import check_output
+    from .generate.drafts import write_generated
+    from .generate.heuristic import heuristic_queries
+    from .prompts import load_prompts
+
     check_output(output, overwrite)
     prompts = load_prompts(prompts_path)
     drafts = heuristic_queries(prompts, seed)
@@ -104,8 +109,11 @@ def llm_command(prompts_path, output, seed, fractions, overwrite, base_url, mode
       evalfast golden llm -p data/prompts/prompts.jsonl -o golden/llm --base-url https://api.openai.com/v1 \\
           --model gpt-4o-mini --split 0.8/0.1/0.1
     """
+    from .beir import check_output
     from .cache import default_cache_dir
+    from .generate.drafts import DraftQuery, write_generated
     from .generate.llm import LLMConfig, generate_llm_queries
+    from .prompts import load_prompts
 
     check_output(output, overwrite)
     prompts = load_prompts(prompts_path)

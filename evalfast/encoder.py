@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .choices import DEVICES
 from .conventions import resolve_prompt
 from .errors import EvalfastError, ModelError
 from .manifest import MANIFEST_NAME, OUTPUT_NAME, TOKENIZER_FILE, Manifest, read_manifest, remembered_sha256
 from .precision import check_precision, variant_file
 from .sessions import onnx_session
-
-DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)

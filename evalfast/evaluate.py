@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cache import EmbeddingCache
+from .choices import DEFAULT_KS, MTEB_KS, PROTOCOLS
 from .embeddings import embed
 from .encoder import Encoder
 from .errors import EvalfastError
@@ -19,10 +20,6 @@ from .metrics.pairs import PAIRS_DEPTH, pairs_metrics
 from .metrics.rag import rag_metrics
 from .metrics.similarity import pair_similarities, similarity_metrics
 from .run import Run, descending_name_rank
-
-DEFAULT_KS = (1, 3, 5, 10, 100)
-MTEB_KS = (1, 3, 5, 10, 20, 100, 1000)  # the cutoffs of MTEB's retrieval results; the run is its top 1000
-PROTOCOLS = ("qrels", "pairs", "mteb")
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from .stats import Interval
-from .evaluate import EvalResult
 from .metrics.similarity import SIMULATED_NOTE
+
+if TYPE_CHECKING:  # annotations only: `evalfast metrics` prints through this module and needs neither at run time
+    from .evaluate import EvalResult
+    from .stats import Interval
 
 SCHEMA_VERSION = 3  # 2: intervals and the RAG-style metrics; 3: the model's conventions
 

@@ -1,11 +1,16 @@
-"""Read and write TREC qrels and run files as index arrays plus id vocabularies."""
+"""Read and write TREC qrels and run files (and BEIR qrels TSV) as index arrays plus id vocabularies.
+
+The readers accept what trec_eval 10 accepts and read numbers as it does, or refuse the line (evalfast.trec_parse
+has the rules): blank lines, comment lines (first field starting with "#"), tabs or spaces, CRLF, fields after a
+run's tag. A qrels file is TREC ('qid 0 docid rel') or, when its first line has three fields, BEIR TSV ('query-id
+corpus-id score', after an optional header whose last field is "score").
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -13,65 +18,38 @@ from evalfast.atomic import atomic_path
 from evalfast.errors import EvalfastError
 from evalfast.qrels import Qrels, pair_keys
 from evalfast.run import Run, descending_name_rank, order_like_trec_eval, pack_rows
-from evalfast.texts import first_non_id, id_problem, utf8_lines
+from evalfast.texts import first_non_id, id_problem, shown
+from evalfast.trec_parse import (MAX_INTEGER_DIGITS, Layout, Text, c_reads, decode, intern, line_at, parse_integers,
+                                 parse_scores, read_fields, read_text)
+
+TREC_QRELS = Layout("trec", "TREC qrels", "qid 0 docid rel", 4, False, (0, 2, 3), ("qid", "docid", "relevance"), True)
+BEIR_QRELS = Layout("beir-tsv", "BEIR qrels TSV", "query-id corpus-id score", 3, False, (0, 1, 2),
+                    ("query-id", "corpus-id", "score"), True)
+TREC_RUN = Layout("trec", "a TREC run", "qid Q0 docid rank score tag", 6, True, (0, 2, 4), ("qid", "docid", "score"),
+                  False)
+FORMATS = {layout.format: f"{layout.kind} ({layout.columns})" for layout in (TREC_QRELS, BEIR_QRELS)}
 
 
 @dataclass(frozen=True)
-class _Format:
-    """A TREC file layout: its columns (qid first, docid third) and the numeric column to read."""
-
-    columns: str
-    value_column: int  # 0-based
-    convert: Callable[[str], float]
-    value: str  # what the value column must hold, for error messages
-
-
-QRELS = _Format("qid 0 docid rel", 3, int, "an integer relevance")
-RUN = _Format("qid Q0 docid rank score tag", 4, float, "a numeric score")
-
-
-def _records(path: str | os.PathLike[str], columns: str) -> Iterator[tuple[int, list[str]]]:
-    """Yield (line number, fields) for each non-blank line of a whitespace-separated UTF-8 file with these columns
-    (a byte-order mark at its start is not part of the first field)."""
-    name, width, empty = os.fspath(path), len(columns.split()), True
-    try:
-        for lineno, line in utf8_lines(Path(path), EvalfastError):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != width:
-                got = len(fields)
-                raise EvalfastError(f"{name} line {lineno}: expected {width} columns ({columns}), got {got}")
-            empty = False
-            yield lineno, fields
-    except OSError as exc:
-        raise EvalfastError(f"{name}: cannot read it ({exc.strerror or exc}); check the path") from exc
-    if empty:
-        raise EvalfastError(f"{name}: file is empty; expected lines of '{columns}'")
-
-
-def _parse(convert: Callable[[str], float], text: str, where: str, expected: str) -> float:
-    """convert(text), or EvalfastError "<where>: expected <expected>, got '<text>'" if it fails or gives NaN."""
-    try:
-        value = convert(text)
-    except ValueError:
-        value = float("nan")
-    if value != value:  # NaN: unparseable, or a "nan" score that cannot be ranked
-        raise EvalfastError(f"{where}: expected {expected}, got {text!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class _Lines:
-    """A TREC file's lines: query, doc int64 (n,) index the name lists; value float64 (n,); line int64 (n,)."""
+class _Table:
+    """A TREC or BEIR file's data lines: query, doc int64 (n,) index the name lists; value float64 (n,)."""
 
     path: str
+    layout: Layout
+    offsets: np.ndarray  # (n,) the byte offset of each line's first field
+    newlines: np.ndarray  # the byte offset of every newline in the file
     query: np.ndarray
     doc: np.ndarray
     value: np.ndarray
-    line: np.ndarray
     query_names: list[str]
     doc_names: list[str]
+
+    def line(self, row: int) -> int:
+        """The line number of data row ``row`` (for error messages)."""
+        return line_at(self.newlines, int(self.offsets[row]))
+
+    def where(self, row: int) -> str:
+        return f"{self.path} line {self.line(row)}"
 
     def distinct(self, same_value_ok: bool) -> np.ndarray:
         """int64 indices of each (query, doc) pair's first line, sorted by (query, doc).
@@ -88,71 +66,159 @@ class _Lines:
             a, b = earlier[i], later[i]
             detail = f" with {self.value[b]:g} instead of {self.value[a]:g}" if same_value_ok else ""
             pair = f"query {self.query_names[self.query[b]]} doc {self.doc_names[self.doc[b]]}"
-            where = f"{self.path} line {self.line[b]}"
-            raise EvalfastError(f"{where}: {pair} repeats line {self.line[a]}{detail}; keep one line per query and doc")
+            raise EvalfastError(f"{self.where(b)}: {pair} repeats line {self.line(a)}{detail}; keep one line per "
+                                "query and doc")
         return order[np.r_[True, ~repeat]]
 
-    def refuse_bad_names(self, known_queries: int, known_docs: int) -> None:
-        """EvalfastError at the first line that brings a new name (after the known ones) that is not an id."""
-        first_bad = []
-        for column, names, known, field in ((self.query, self.query_names, known_queries, "qid"),
-                                            (self.doc, self.doc_names, known_docs, "docid")):
-            index = first_non_id(names, known)
-            if index is not None:  # names are numbered in order of first appearance
-                first_bad.append((int(self.line[np.argmax(column == index)]), id_problem(field, names[index])))
-        if first_bad:
-            line, problem = min(first_bad)
-            raise EvalfastError(f"{self.path} line {line}: {problem}")
+
+def _number_problem(field: bytes, what: str, integer: bool) -> str:
+    """Why a relevance (integer) or score field is refused, and the fix."""
+    fix = "write a whole number such as 0, 1 or 2" if integer else "write it in plain decimal, e.g. 12.5, -0.3 or 1e-4"
+    kind, reader = ("an integer", "atol") if integer else ("a number", "atof")
+    read, value = c_reads(field, integer)
+    text = shown(field.decode("utf-8"))
+    if integer and read == field:
+        return f"{what} {text} has more than {MAX_INTEGER_DIGITS} digits; {fix}"
+    if value != value:
+        return f"{what} {text} is NaN, which cannot be ranked; give every line a number"
+    if read == field:
+        return f"{what} {text} is not plain decimal (trec_eval's atof reads it as {value!r}); {fix}"
+    reading = f"reads only {shown(read.decode())} of it, as {value!r}" if read else f"reads nothing of it, as {value!r}"
+    return f"{what} {text} is not {kind} as trec_eval reads it (its {reader} {reading}); {fix}"
 
 
-def _read_lines(path: str | os.PathLike[str], form: _Format, query_names: list[str], doc_names: list[str]) -> _Lines:
-    """Parse qid, docid and the value column of each line of a TREC file.
+def _lines(names: list[str]) -> bytes:
+    """The names, one per line, in UTF-8."""
+    return ("\n".join(names) + "\n").encode() if names else b""
+
+
+def _read_table(path: str | os.PathLike[str], choose: Callable[[Text, list[bytes], int], Layout], expected: str,
+                query_names: list[str], doc_names: list[str]) -> _Table:
+    """Parse the qid, docid and number of each data line of a TREC or BEIR file.
 
     Unseen names are appended to copies of query_names and doc_names, numbered in order of first appearance;
-    one holding a control character is an EvalfastError naming its first line.
+    a number that is not plain C syntax, and a name that is not an id, are EvalfastErrors naming their first line.
     """
-    queries = {qid: i for i, qid in enumerate(query_names)}
-    docs = {docid: i for i, docid in enumerate(doc_names)}
-    file, expected = os.fspath(path), f"{form.value} in column {form.value_column + 1} ({form.columns})"
-    rows: list[tuple[int, int, float, int]] = []
-    for lineno, fields in _records(path, form.columns):
-        number = _parse(form.convert, fields[form.value_column], f"{file} line {lineno}", expected)
-        qid, docid = fields[0], fields[2]
-        rows.append((queries.setdefault(qid, len(queries)), docs.setdefault(docid, len(docs)), number, lineno))
-    query, doc, values, line = (np.array(column) for column in zip(*rows))
-    lines = _Lines(file, query, doc, values.astype(np.float64), line, list(queries), list(docs))
-    lines.refuse_bad_names(len(query_names), len(doc_names))
-    return lines
+    text = read_text(path, _lines(query_names) + _lines(doc_names))
+    known_queries, known_docs = text.appended_lines([len(query_names), len(doc_names)])
+    layout, fields = read_fields(text, lambda first, line: choose(text, first, line), expected)
+    doc, doc_first = intern(text, *fields.column(1), known_docs)  # the largest temporaries first
+    query, query_first = intern(text, *fields.column(0), known_queries)
+    values, bad = (parse_integers if layout.integers else parse_scores)(text, *fields.column(2))
+    if bad is not None:
+        start, length = int(fields.start[2, bad]), int(fields.length[2, bad])
+        field = text.data[start:start + length].tobytes()
+        raise EvalfastError(f"{text.path} line {line_at(fields.newlines, start)}: "
+                            f"{_number_problem(field, layout.names[2], layout.integers)}")
+    new_queries = fields.start[0, query_first], fields.length[0, query_first]
+    new_docs = fields.start[1, doc_first], fields.length[1, doc_first]
+    offsets, newlines = fields.start[0].copy(), fields.newlines
+    del fields  # before the names are made: the largest arrays of all
+    all_queries, all_docs = query_names + decode(text, *new_queries), doc_names + decode(text, *new_docs)
+    table = _Table(text.path, layout, offsets, newlines, query, doc, np.asarray(values, np.float64), all_queries,
+                   all_docs)
+    first_bad = []
+    for names, known, first, field_name in ((all_queries, len(query_names), query_first, layout.names[0]),
+                                           (all_docs, len(doc_names), doc_first, layout.names[1])):
+        index = first_non_id(names, known)
+        if index is not None:  # names are numbered in order of first appearance
+            first_bad.append((table.line(int(first[index - known])), id_problem(field_name, names[index])))
+    if first_bad:
+        line, problem = min(first_bad)
+        raise EvalfastError(f"{text.path} line {line}: {problem}")
+    return table
 
 
-def read_qrels(path: str | os.PathLike[str]) -> tuple[Qrels, list[str], list[str]]:
-    """Read 'qid 0 docid rel' lines (rel an integer, may be negative) -> (Qrels, query names, doc names).
+def _qrels_layout(text: Text, first: list[bytes], line: int) -> Layout:
+    """TREC qrels for four fields on the first data line; BEIR TSV for three (a header when the last is "score")."""
+    if len(first) == TREC_QRELS.n_fields:
+        return TREC_QRELS
+    if len(first) == BEIR_QRELS.n_fields:
+        return replace(BEIR_QRELS, header=first[-1].lower() == b"score")
+    raise EvalfastError(f"{text.path} line {line}: expected 4 columns ({TREC_QRELS.columns}: {TREC_QRELS.kind}) or 3 "
+                        f"({BEIR_QRELS.columns}: {BEIR_QRELS.kind}), got {len(first)}")
+
+
+@dataclass(frozen=True)
+class QrelsFile:
+    """A qrels file read: the judgments, the names their indices stand for, and the format found ("trec" or
+    "beir-tsv"; FORMATS says each in words)."""
+
+    qrels: Qrels
+    query_names: list[str]
+    doc_names: list[str]
+    format: str
+
+
+def read_qrels_file(path: str | os.PathLike[str]) -> QrelsFile:
+    """Read TREC 'qid 0 docid rel' or BEIR TSV 'query-id corpus-id score' lines (rel an integer, may be negative).
 
     Names are numbered in order of first appearance. A repeated (qid, docid) line with the same rel is dropped;
     with a different rel it is an error.
     """
-    lines = _read_lines(path, QRELS, [], [])
-    keep = lines.distinct(same_value_ok=True)
-    qrels = Qrels(lines.query[keep], lines.doc[keep], lines.value[keep], len(lines.query_names), len(lines.doc_names))
-    return qrels, lines.query_names, lines.doc_names
+    table = _read_table(path, _qrels_layout, f"'{TREC_QRELS.columns}' or '{BEIR_QRELS.columns}'", [], [])
+    keep = table.distinct(same_value_ok=True)
+    qrels = Qrels(table.query[keep], table.doc[keep], table.value[keep], len(table.query_names), len(table.doc_names))
+    return QrelsFile(qrels, table.query_names, table.doc_names, table.layout.format)
+
+
+def read_qrels(path: str | os.PathLike[str]) -> tuple[Qrels, list[str], list[str]]:
+    """read_qrels_file's (Qrels, query names, doc names)."""
+    read = read_qrels_file(path)
+    return read.qrels, read.query_names, read.doc_names
+
+
+def _grouped_by(query: np.ndarray, n_queries: int) -> np.ndarray | slice:
+    """Indices that order rows by query, keeping file order within a query (a slice when they already are)."""
+    if np.all(query[1:] >= query[:-1]):
+        return slice(None)
+    return np.argsort(query.astype(np.uint16) if n_queries <= 1 << 16 else query, kind="stable")  # radix for uint16
+
+
+def _trec_eval_order(doc_ids: np.ndarray, scores: np.ndarray, doc_names: list[str]) -> Run:
+    """order_like_trec_eval(doc_ids, scores float64, names' rank), the names ranked only for documents tied on a
+    score."""
+    key = np.where(doc_ids >= 0, -scores, np.nan)  # NaN: no hit, sorted last
+    order = np.argsort(key, axis=1)
+    doc_ids, scores = np.take_along_axis(doc_ids, order, 1), np.take_along_axis(scores, order, 1)
+    key = np.take_along_axis(key, order, 1)
+    tied = key[:, 1:] == key[:, :-1]
+    rows = np.flatnonzero(tied.any(axis=1))
+    if rows.size:  # settle each tie as trec_eval does: docid descending
+        in_tie = np.zeros(key.shape, bool)
+        in_tie[:, 1:] |= tied
+        in_tie[:, :-1] |= tied
+        docs = np.unique(doc_ids[in_tie])
+        rank = np.zeros(len(doc_names), np.int64)
+        rank[docs] = descending_name_rank(np.asarray(doc_names, dtype=object)[docs])
+        settled = order_like_trec_eval(doc_ids[rows], scores[rows], rank)
+        doc_ids[rows], scores[rows] = settled.doc_ids, settled.scores
+    with np.errstate(over="ignore"):  # a score past float32's range is stored as infinity; it was ranked as read
+        return Run(doc_ids, scores)
 
 
 def read_run(
     path: str | os.PathLike[str], query_names: list[str], doc_names: list[str]
 ) -> tuple[Run, list[str], list[str]]:
-    """Read 'qid Q0 docid rank score tag' lines -> (Run, extended query names, extended doc names).
+    """Read 'qid Q0 docid rank score tag' lines (any fields after the tag ignored) -> (Run, extended query names,
+    extended doc names).
 
     Unknown qids/docids get new indices after the given names (the input lists are not modified). Row i of the
     Run is query i, ordered like trec_eval (score desc, ties by docid desc; the rank column is ignored) and
     padded with -1 / -inf to the deepest query. A (qid, docid) pair listed twice is an error.
     """
-    lines = _read_lines(path, RUN, query_names, doc_names)
-    keep = lines.distinct(same_value_ok=False)
-    n_queries = len(lines.query_names)
-    doc_ids = pack_rows(lines.query[keep], lines.doc[keep], n_queries, -1)
-    scores = pack_rows(lines.query[keep], lines.value[keep], n_queries, -np.inf)
-    run = order_like_trec_eval(doc_ids, scores, descending_name_rank(lines.doc_names))
-    return run, lines.query_names, lines.doc_names
+    table = _read_table(path, lambda text, first, line: TREC_RUN, repr(TREC_RUN.columns), query_names, doc_names)
+    query_names, doc_names = table.query_names, table.doc_names
+    rows = _grouped_by(table.query, len(query_names))
+    query = table.query[rows]
+    doc_ids = pack_rows(query, table.doc[rows], len(query_names), -1)
+    ordered = np.sort(doc_ids, axis=1)
+    if ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any():
+        table.distinct(same_value_ok=False)  # names the first repeated line
+    del ordered
+    scores = pack_rows(query, table.value[rows], len(query_names), -np.inf)
+    del table, rows, query
+    return _trec_eval_order(doc_ids, scores, doc_names), query_names, doc_names
 
 
 def write_run(path: str | os.PathLike[str], run: Run, query_names: list[str], doc_names: list[str], tag: str) -> None:

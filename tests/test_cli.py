@@ -353,11 +353,13 @@ def test_metrics_match_pytrec_eval(tmp_path: Path, unretrieved: bool) -> None:
     qrels_text = QRELS + ("q5 0 a 1\n" if unretrieved else "")
     qrels, run = write(tmp_path / "qrels.txt", qrels_text), write(tmp_path / "run.txt", RUN)
     json_path = tmp_path / "scores.json"
-    result = ok(invoke("metrics", "--qrels", qrels, "--run", run, "--k", "1,5", "--json", json_path))
+    result = ok(invoke("metrics", "--qrels", qrels, "--run", run, "--k", "1,5", "--average", "judged",
+                       "--json", json_path))
     scored = 3 if unretrieved else 2
-    assert result.output.startswith(f"{scored} queries scored, 2 without a relevant document left out")
+    assert result.output.startswith(f"average judged: {scored} queries, the qrels queries with a relevant document")
     report = json.loads(json_path.read_text())
-    assert report["counts"] == {"queries": scored, "queries_skipped_no_relevant": 2}
+    assert report["average"]["queries_averaged"] == scored
+    assert report["average"]["judged_without_relevant"] == 1 and report["average"]["run_queries_absent_from_qrels"] == 1
 
     with open(qrels) as q, open(run) as r:
         measures = {"P.1,5", "ndcg_cut.1,5", "map_cut.1,5", "recall.1,5", "success.1,5", "recip_rank", "Rprec"}
@@ -369,7 +371,7 @@ def test_metrics_match_pytrec_eval(tmp_path: Path, unretrieved: bool) -> None:
     assert {key: report["metrics"][key] for key in expected} == pytest.approx(expected, abs=1e-12)
 
     # The printed grid shows the same means to three decimals (columns @1, @5, value).
-    grid = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()[4:] if line.strip()}
+    grid = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()[6:] if line.strip()}
     assert grid["ndcg"] == [f"{expected['ndcg@1']:.3f}", f"{expected['ndcg@5']:.3f}"]
     assert grid["r_precision"] == [f"{expected['r_precision']:.3f}"]
 

@@ -12,6 +12,9 @@ import pytrec_eval
 from evalfast.errors import EvalfastError
 from evalfast.metrics import METRICS, WHOLE_RUN, compute, judge, summarize
 from evalfast.metrics import judged as judged_module
+from evalfast.metrics.averaging import averaged_queries, means
+from evalfast.metrics.measures import measure_values
+from evalfast.metrics.names import default_measures
 from evalfast.qrels import Qrels
 from evalfast.run import descending_name_rank, order_like_trec_eval, pack_rows
 
@@ -250,3 +253,25 @@ def test_descending_name_rank() -> None:
 
 def test_summarize_without_relevant_queries() -> None:
     assert summarize({"ndcg@10": np.zeros(3)}, np.zeros(3, np.int64)) == ({"ndcg@10": 0.0}, 0, 3)
+
+
+def test_default_measures_are_computes_metrics() -> None:
+    # `evalfast metrics` without --measure scores what compute() scores, under the same names
+    qrels, doc_ids, _, _ = to_arrays(*random_case(6))
+    named = default_measures(KS)
+    values = measure_values(doc_ids, qrels, [measure for _, measure in named])
+    expected = compute(judge(doc_ids, qrels), list(METRICS), KS)
+    assert [name for name, _ in named] == list(expected)
+    for name, measure in named:
+        np.testing.assert_array_equal(values[measure], expected[name], err_msg=name)
+
+
+def test_average_judged_is_evals_rule() -> None:
+    # --average judged averages what summarize() averages for `evalfast eval` (queries with a relevant document)
+    qrels, doc_ids, _, _ = to_arrays(*random_case(7))
+    judged = judge(doc_ids, qrels)
+    per_query = compute(judged, list(METRICS), KS)
+    mask, counts = averaged_queries("judged", qrels.relevant_counts(), (doc_ids >= 0).any(axis=1))
+    expected, n_evaluated, n_skipped = summarize(per_query, judged.n_relevant)
+    assert means(per_query, mask) == pytest.approx(expected, abs=1e-12)
+    assert (counts.queries_averaged, counts.judged_without_relevant) == (n_evaluated, n_skipped)

@@ -83,15 +83,16 @@ def test_files_match_trec_eval(tmp_path: Path) -> None:
 
 BAD_QRELS = [
     ("q1 0 a 1\nq1 0 b\n", "line 2: expected 4 columns (qid 0 docid rel), got 3"),
-    ("q1 0 a 1\n\nq1 0 b high\n", "line 3: expected an integer relevance in column 4 (qid 0 docid rel), got 'high'"),
-    ("q1 0 a 1.5\n", "line 1: expected an integer relevance"),
+    ("q1 0 a 1\n\nq1 0 b high\n", "line 3: relevance 'high' is not an integer as trec_eval reads it (its atol reads "
+                                  "nothing of it, as 0); write a whole number"),
+    ("q1 0 a 1.5\n", "line 1: relevance '1.5' is not an integer as trec_eval reads it (its atol reads only '1'"),
     ("q1 0 a 1\nq1 0 b 0\nq1 0 a 2\n", "line 3: query q1 doc a repeats line 1 with 2 instead of 1; keep one line"),
     ("\n  \n", "file is empty"),
 ]
 BAD_RUNS = [
-    ("q1 Q0 a 1 0.5 sys\nq1 Q0 b 2 0.4\n", "line 2: expected 6 columns (qid Q0 docid rank score tag), got 5"),
-    ("q1 Q0 a 1 high sys\n", "line 1: expected a numeric score in column 5 (qid Q0 docid rank score tag), got 'high'"),
-    ("q1 Q0 a 1 nan sys\n", "line 1: expected a numeric score"),
+    ("q1 Q0 a 1 0.5 sys\nq1 Q0 b 2 0.4\n", "line 2: expected 6 columns or more (qid Q0 docid rank score tag), got 5"),
+    ("q1 Q0 a 1 high sys\n", "line 1: score 'high' is not a number as trec_eval reads it (its atof reads nothing"),
+    ("q1 Q0 a 1 nan sys\n", "line 1: score 'nan' is NaN, which cannot be ranked"),
     ("q1 Q0 a 1 0.5 sys\nq2 Q0 a 1 0.5 sys\nq1 Q0 a 2 0.4 sys\n", "line 3: query q1 doc a repeats line 1;"),
     ("", "file is empty"),
 ]

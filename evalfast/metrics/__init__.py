@@ -4,6 +4,8 @@ Per-query functions take a Judged (see judge) and a cutoff k and return float64 
 the Prefixes of a Judged (see prefixes), which hold what every metric needs at several cutoffs at once: compute()
 builds them once and reads every metric at every k from them.
 Relevant means relevance > 0; gains are linear (the relevance value, negatives count as 0).
+Measures as ir-measures and trec_eval name them (relevance levels, Judged@k) are in measures and names; which
+queries a mean is over (trec_eval's rules with and without -c) in averaging.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from evalfast.errors import EvalfastError
 from evalfast.metrics.counts import hit_rate, precision, r_precision, recall
 from evalfast.metrics.judged import Judged, Prefixes, judge, prefixes
+from evalfast.metrics.measures import Measure, measure_values
 from evalfast.metrics.ndcg import ndcg
 from evalfast.metrics.ranks import average_precision, reciprocal_rank
 
@@ -22,11 +25,13 @@ __all__ = [
     "METRICS",
     "WHOLE_RUN",
     "Judged",
+    "Measure",
     "Prefixes",
     "average_precision",
     "compute",
     "hit_rate",
     "judge",
+    "measure_values",
     "ndcg",
     "precision",
     "prefixes",

@@ -1,4 +1,5 @@
-"""Metrics that count relevant docs in a prefix of the ranking: hit_rate, precision, recall, r_precision."""
+"""Metrics that count relevant docs in a prefix of the ranking: hit_rate, precision, recall, r_precision, and the
+share of the prefix that is judged (judged_rate)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,13 @@ def r_precision(judged: Judged | Prefixes, k: int) -> np.ndarray:
     cutoff = np.minimum(prefix.n_relevant, k)
     in_top_r = np.bincount(prefix.hit_query, prefix.hit_rank <= cutoff[prefix.hit_query], minlength=cutoff.size)
     return divide_or_zero(in_top_r, prefix.n_relevant)
+
+
+def judged_rate(marks: Judged | Prefixes, k: int, n_retrieved: np.ndarray) -> np.ndarray:
+    """float64 (n,): judged docs in the top k / min(k, n_retrieved), 0 for a query with nothing retrieved
+    (ir-measures' Judged@k).
+
+    marks: the run judged against qrels in which every judgment is 1, so that its "relevant" docs are the judged
+    ones, whatever their label; n_retrieved int64 (n,): the docs each query ranks.
+    """
+    return divide_or_zero(_relevant_in_top(marks, k), np.minimum(n_retrieved, k))

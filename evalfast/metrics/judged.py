@@ -63,6 +63,23 @@ def _ideal_gains(query: np.ndarray, relevance: np.ndarray, n_queries: int) -> tu
     return ideal_gains, np.bincount(relevant_query, minlength=n_queries)
 
 
+def at_level(judged: Judged, qrels: Qrels, level: int) -> Judged:
+    """The judged run with a document relevant when its judgment is >= level (an integer >= 1), each gain 1.
+
+    What every measure except nDCG needs under a relevance level (ir-measures' rel=, trec_eval's -l). judged is
+    judge(run, qrels): its gains are the judgments where those are > 0 (else 0), so the threshold is read from them
+    without a second lookup.
+    """
+    if level < 1:
+        raise ValueError(f"at_level: level {level} < 1")
+    relevant = judged.gains >= level
+    query, _, relevance = qrels.by_query()
+    ideal_gains, n_relevant = _ideal_gains(query, (relevance >= level).astype(np.float64), judged.gains.shape[0])
+    hits = judged.relevant_hits
+    return Judged(gains=relevant.astype(np.float64), n_relevant=n_relevant, ideal_gains=ideal_gains,
+                  relevant_hits=None if hits is None else hits[relevant.ravel()[hits]])
+
+
 BLOCK_ENTRIES = 1 << 18
 """About how many codes _gains_by_row_sort sorts per block of rows: few enough to stay in the CPU caches."""
 
