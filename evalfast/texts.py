@@ -82,6 +82,12 @@ def checked_text(where: str, field: str, value: object, error: type[EvalfastErro
     return value or ""
 
 
+def not_utf8_at(path: Path, line_no: int, offset: int, byte: int) -> str:
+    """The one line for a byte that is not UTF-8, at ``offset`` in line ``line_no`` of ``path``, and the fix."""
+    return (f"{path} line {line_no} (byte offset {offset}, 0x{byte:02x}): not UTF-8 text; re-encode the file as "
+            "UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+
+
 def not_utf8(path: Path) -> str:
     """One line naming the line and byte offset of the first byte of ``path`` that is not UTF-8, and the fix.
 
@@ -93,8 +99,7 @@ def not_utf8(path: Path) -> str:
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                return (f"{path} line {line_no} (byte offset {offset + err.start}, 0x{raw[err.start]:02x}): not UTF-8 "
-                        "text; re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+                return not_utf8_at(path, line_no, offset + err.start, raw[err.start])
             offset += len(raw)
     return f"{path}: not UTF-8 text; re-encode the file as UTF-8"
 

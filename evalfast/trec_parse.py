@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evalfast.errors import EvalfastError
+from evalfast.texts import not_utf8_at
 
 PAD = 64  # zero bytes after the text and its appended names: 8-byte words and short windows stay in the buffer
 CHUNK = 1 << 22  # bytes tokenised at a time: bounds the temporaries to a few times this
@@ -162,9 +163,7 @@ def _check_utf8(text: Text, chunk: np.ndarray, lo: int, lines_before: int) -> No
             codecs.utf_8_decode(memoryview(chunk), "strict", True)
         except UnicodeDecodeError as err:
             line = lines_before + int(np.count_nonzero(chunk[: err.start] == NEWLINE)) + 1
-            raise EvalfastError(f"{text.path} line {line} (byte offset {text.skipped + lo + err.start}, "
-                                f"0x{chunk[err.start]:02x}): not UTF-8 text; re-encode the file as UTF-8 (e.g. iconv "
-                                "-f latin1 -t utf-8)") from None
+            raise EvalfastError(not_utf8_at(text.path, line, text.skipped + lo + err.start, int(chunk[err.start]))) from None
 
 
 def read_fields(text: Text, choose: Callable[[list[bytes], int], Layout], expected: str) -> tuple[Layout, Fields]:
