@@ -355,6 +355,11 @@ class Encoder:
                     _finish_chunk(*in_flight.pop(0), vectors, on_progress, on_chunk)
             for chunk, futures in in_flight:
                 _finish_chunk(chunk, futures, vectors, on_progress, on_chunk)
+        except KeyboardInterrupt:
+            if self._workers is not None:  # stop them now: a pool left to the interpreter's exit hook races it
+                self._workers.shutdown(wait=True, cancel_futures=True)  # (CPython 3.11) and prints a traceback
+                self._workers = None
+            raise
         finally:
             chunks.close()
             running.shutdown(wait=True, cancel_futures=True)
