@@ -24,7 +24,7 @@ Prints a Markdown table and writes JSON to benchmarks/results/metrics-<date>-<ti
 
 With ``--whole-process``, whole processes from start to written file instead, on TREC files written by
 ``trec_files.py`` (``--queries`` x ``--depth`` run lines, ``--judged`` graded judgments per query; kept in
-``--files-dir`` and reused): ``evalfast metrics --measure P@10,R@100,nDCG@10,AP,RR --json OUT`` against the
+``--files-dir`` and reused; evalfast's bytecode compiled first, as installing it writes it): ``evalfast metrics --measure P@10,R@100,nDCG@10,AP,RR --json OUT`` against the
 scripts of ``metrics_peers.py`` (a pytrec_eval script that parses the lines into dicts as a user would, and ranx's
 ``Qrels.from_file`` / ``Run.from_file`` / ``evaluate`` on every thread). One untimed warm-up round (the page cache,
 ranx's numba cache), then ``--repeats`` rounds, each running the contenders in the same order (A, B, C, A, B, C,
@@ -40,7 +40,9 @@ Prints a Markdown table and writes JSON and Markdown to benchmarks/results/metri
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime as dt
+import importlib.util
 import json
 import os
 import shlex
@@ -265,9 +267,15 @@ def value_differences(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]
                    for measure in MEASURES} for name, done in runs.items()}
 
 
+def native_reader_built() -> bool:
+    """Whether evalfast's C table reader is built here (else `evalfast metrics` reads with numpy)."""
+    return importlib.util.find_spec("evalfast._tablescan") is not None
+
+
 def whole_process(args: argparse.Namespace, started: dt.datetime, command_line: str) -> int:
     """The --whole-process benchmark (see the module docstring); 0 when every contender's means are identical."""
     qrels, run = trec_files(args)
+    compileall.compile_dir(ROOT / "evalfast", quiet=1)  # bytecode, as installing a wheel writes it
     with tempfile.TemporaryDirectory() as scratch:
         commands = contender_commands(qrels, run, Path(scratch), args.skip)
         load_before = load_average()
@@ -290,6 +298,7 @@ def whole_process(args: argparse.Namespace, started: dt.datetime, command_line: 
                  "seed": args.seed, "run_lines": count_lines(run), "qrels_lines": count_lines(qrels),
                  "run_mb": run.stat().st_size / 2**20, "qrels_mb": qrels.stat().st_size / 2**20,
                  "evalfast_average": evalfast_document.get("average")},
+        "evalfast_reader": "native (evalfast._tablescan)" if native_reader_built() else "numpy (no C extension built)",
         "repeats": args.repeats,
         "commands": {name: shlex.join(command) for name, command in commands.items()},
         "contenders": {name: {"seconds": summary([r["seconds"] for r in done]),
@@ -319,7 +328,8 @@ def whole_process_markdown(doc: dict) -> str:
     lines = [
         f"{data['queries']:,} queries x {data['depth']} ({data['run_lines']:,} run lines, {data['run_mb']:.0f} MB; "
         f"{data['qrels_lines']:,} qrels lines, {average.get('judged_without_relevant', '?')} queries without a "
-        f"relevant document); {doc['repeats']} rounds after a warm-up, contenders in turn",
+        f"relevant document); {doc['repeats']} rounds after a warm-up, contenders in turn; evalfast's reader: "
+        f"{doc['evalfast_reader']}",
         "",
         "| contender | wall s, median [min, max] | CPU s, median | peak RSS MB, median [min, max] "
         "| pytrec_eval script / contender, median [min, max] |",

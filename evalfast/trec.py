@@ -19,8 +19,7 @@ from evalfast.errors import EvalfastError
 from evalfast.qrels import Qrels, pair_keys
 from evalfast.run import Run, descending_name_rank, order_like_trec_eval, pack_rows
 from evalfast.texts import first_non_id, id_problem, shown
-from evalfast.trec_parse import (MAX_INTEGER_DIGITS, Layout, Text, c_reads, decode, intern, line_at, parse_integers,
-                                 parse_scores, read_fields, read_text)
+from evalfast.trec_parse import MAX_INTEGER_DIGITS, Layout, Text, c_reads, decode, parse_table, read_text
 
 TREC_QRELS = Layout("trec", "TREC qrels", "qid 0 docid rel", 4, False, (0, 2, 3), ("qid", "docid", "relevance"), True)
 BEIR_QRELS = Layout("beir-tsv", "BEIR qrels TSV", "query-id corpus-id score", 3, False, (0, 1, 2),
@@ -36,8 +35,7 @@ class _Table:
 
     path: str
     layout: Layout
-    offsets: np.ndarray  # (n,) the byte offset of each line's first field
-    newlines: np.ndarray  # the byte offset of every newline in the file
+    lines: np.ndarray  # (n,) the 0-based line number of each data line
     query: np.ndarray
     doc: np.ndarray
     value: np.ndarray
@@ -46,7 +44,7 @@ class _Table:
 
     def line(self, row: int) -> int:
         """The line number of data row ``row`` (for error messages)."""
-        return line_at(self.newlines, int(self.offsets[row]))
+        return int(self.lines[row]) + 1
 
     def where(self, row: int) -> str:
         return f"{self.path} line {self.line(row)}"
@@ -101,26 +99,21 @@ def _read_table(path: str | os.PathLike[str], choose: Callable[[Text, list[bytes
     """
     text = read_text(path, _lines(query_names) + _lines(doc_names))
     known_queries, known_docs = text.appended_lines([len(query_names), len(doc_names)])
-    layout, fields = read_fields(text, lambda first, line: choose(text, first, line), expected)
-    doc, doc_first = intern(text, *fields.column(1), known_docs)  # the largest temporaries first
-    query, query_first = intern(text, *fields.column(0), known_queries)
-    values, bad = (parse_integers if layout.integers else parse_scores)(text, *fields.column(2))
-    if bad is not None:
-        start, length = int(fields.start[2, bad]), int(fields.length[2, bad])
+    parsed = parse_table(text, lambda first, line: choose(text, first, line), expected, known_queries, known_docs)
+    layout = parsed.layout
+    if parsed.bad_number is not None:
+        row, start, length = parsed.bad_number
         field = text.data[start:start + length].tobytes()
-        raise EvalfastError(f"{text.path} line {line_at(fields.newlines, start)}: "
+        raise EvalfastError(f"{text.path} line {parsed.lines[row] + 1}: "
                             f"{_number_problem(field, layout.names[2], layout.integers)}")
-    new_queries = fields.start[0, query_first], fields.length[0, query_first]
-    new_docs = fields.start[1, doc_first], fields.length[1, doc_first]
-    offsets, newlines = fields.start[0].copy(), fields.newlines
-    del fields  # before the names are made: the largest arrays of all
-    all_queries, all_docs = query_names + decode(text, *new_queries), doc_names + decode(text, *new_docs)
-    table = _Table(text.path, layout, offsets, newlines, query, doc, np.asarray(values, np.float64), all_queries,
-                   all_docs)
+    (query_start, query_length, query_first), (doc_start, doc_length, doc_first) = parsed.new_queries, parsed.new_docs
+    all_queries = query_names + decode(text, query_start, query_length)
+    all_docs = doc_names + decode(text, doc_start, doc_length)
+    table = _Table(text.path, layout, parsed.lines, parsed.query, parsed.doc, parsed.values, all_queries, all_docs)
     first_bad = []
     for names, known, first, field_name in ((all_queries, len(query_names), query_first, layout.names[0]),
                                            (all_docs, len(doc_names), doc_first, layout.names[1])):
-        index = first_non_id(names, known)
+        index = None if parsed.plain_ids else first_non_id(names, known)
         if index is not None:  # names are numbered in order of first appearance
             first_bad.append((table.line(int(first[index - known])), id_problem(field_name, names[index])))
     if first_bad:
@@ -179,9 +172,10 @@ def _trec_eval_order(doc_ids: np.ndarray, scores: np.ndarray, doc_names: list[st
     """order_like_trec_eval(doc_ids, scores float64, names' rank), the names ranked only for documents tied on a
     score."""
     key = np.where(doc_ids >= 0, -scores, np.nan)  # NaN: no hit, sorted last
-    order = np.argsort(key, axis=1)
-    doc_ids, scores = np.take_along_axis(doc_ids, order, 1), np.take_along_axis(scores, order, 1)
-    key = np.take_along_axis(key, order, 1)
+    if not (scores[:, :-1] >= scores[:, 1:]).all():  # most runs are written best first (padding is -inf)
+        order = np.argsort(key, axis=1)
+        doc_ids, scores = np.take_along_axis(doc_ids, order, 1), np.take_along_axis(scores, order, 1)
+        key = np.take_along_axis(key, order, 1)
     tied = key[:, 1:] == key[:, :-1]
     rows = np.flatnonzero(tied.any(axis=1))
     if rows.size:  # settle each tie as trec_eval does: docid descending

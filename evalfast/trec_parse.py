@@ -15,6 +15,9 @@ The rules are trec_eval 10's (get_qrels.c, get_trec_results.c):
   Python; Arabic-Indic digits are 0 to C and numbers to Python): a number is never read differently, nor cut.
 
 A byte-order mark at the start of a file is dropped; bytes that are not UTF-8 are refused with their line.
+
+parse_table reads a file in one native pass (evalfast._tablescan, a C extension built at install) or, where it
+could not be built, with the numpy functions below; the tests hold the two to the same answers.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ import numpy as np
 
 from evalfast.errors import EvalfastError
 from evalfast.texts import not_utf8_at
+
+try:
+    from evalfast import _tablescan  # the native reader (evalfast/_tablescan.c), built when a C compiler was found
+except ImportError:  # pragma: no cover - the numpy reader gives the same answers
+    _tablescan = None
 
 PAD = 64  # zero bytes after the text and its appended names: 8-byte words and short windows stay in the buffer
 CHUNK = 1 << 22  # bytes tokenised at a time: bounds the temporaries to a few times this
@@ -114,16 +122,11 @@ class Fields:
 
     start: np.ndarray  # (3, n): byte offset in Text.data of each picked field of each data line
     length: np.ndarray  # (3, n)
-    newlines: np.ndarray  # the offset of every newline in the text, ascending
+    lines: np.ndarray  # (n,) the 0-based line number of each data line
 
     def column(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(start, length) of picked field i."""
         return self.start[i], self.length[i]
-
-
-def line_at(newlines: np.ndarray, offset: int) -> int:
-    """The 1-based line holding byte ``offset``, given the offsets of the text's newlines."""
-    return int(np.searchsorted(newlines, offset)) + 1
 
 
 def _chunks(text: Text) -> Iterator[tuple[int, int]]:
@@ -138,9 +141,8 @@ def _chunks(text: Text) -> Iterator[tuple[int, int]]:
         lo = hi
 
 
-def _tokens(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fields of a chunk of whole lines: (start, end) int64 byte offsets of each field, fields per line, and the
-    offset of each line's newline."""
+def _tokens(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fields of a chunk of whole lines: (start, end) int64 byte offsets of each field, and fields per line."""
     separator = np.flatnonzero(chunk <= 32)
     byte = chunk[separator]
     whitespace = (byte == 32) | ((byte - 9) <= 4)  # space, \t \n \v \f \r (uint8 arithmetic wraps below 9)
@@ -151,8 +153,8 @@ def _tokens(chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     ends = separator - before > 1  # a field ends at each separator that does not follow another one
     newline = np.flatnonzero(byte == NEWLINE)
     if ends.all():  # one separator between fields, none at the start of a line: the usual file
-        return before + 1, separator, np.diff(newline + 1, prepend=0), separator[newline]
-    return before[ends] + 1, separator[ends], np.diff(np.cumsum(ends)[newline], prepend=0), separator[newline]
+        return before + 1, separator, np.diff(newline + 1, prepend=0)
+    return before[ends] + 1, separator[ends], np.diff(np.cumsum(ends)[newline], prepend=0)
 
 
 def _check_utf8(text: Text, chunk: np.ndarray, lo: int, lines_before: int) -> None:
@@ -166,28 +168,53 @@ def _check_utf8(text: Text, chunk: np.ndarray, lo: int, lines_before: int) -> No
             raise EvalfastError(not_utf8_at(text.path, line, text.skipped + lo + err.start, int(chunk[err.start]))) from None
 
 
+def _newlines(text: Text) -> int:
+    """How many lines the text has (each ends in a newline); a text of one line holding carriage returns, as a classic
+    Mac OS file is, is an EvalfastError."""
+    if _tablescan is not None:
+        count = _tablescan.count_byte(text.data, text.size, NEWLINE)
+    else:
+        count = sum(int(np.count_nonzero(text.data[lo:hi] == NEWLINE)) for lo, hi in _chunks(text))
+    if count == 1 and np.count_nonzero(text.data[: text.size - 2] == CARRIAGE_RETURN):
+        raise EvalfastError(f"{text.path}: its lines end in a carriage return alone (classic Mac OS), which trec_eval "
+                            "reads as one line; convert it to \\n line endings (e.g. tr '\\r' '\\n')")
+    return count
+
+
+def _check_text(text: Text) -> tuple[int, bool]:
+    """The text's number of lines, and whether it is ASCII, once its bytes are known to be UTF-8 and its lines to
+    end in \\n."""
+    ascii = not text.size or text.data[: text.size].max() < 0x80
+    if not ascii:
+        lines_before = 0
+        for lo, hi in _chunks(text):
+            chunk = text.data[lo:hi]
+            _check_utf8(text, chunk, lo, lines_before)
+            lines_before += int(np.count_nonzero(chunk == NEWLINE))
+    return _newlines(text), ascii
+
+
+def _empty(text: Text, layout: Layout | None, expected: str) -> EvalfastError:
+    return EvalfastError(f"{text.path}: file is empty (blank lines, comments or a header only); expected lines of "
+                         f"{repr(layout.columns) if layout else expected}")
+
+
 def read_fields(text: Text, choose: Callable[[list[bytes], int], Layout], expected: str) -> tuple[Layout, Fields]:
-    """The picked fields of every data line of ``text`` (offsets int32 below 2 GiB, else int64).
+    """The picked fields of every data line of ``text`` (offsets int32 below 2 GiB, else int64), with numpy.
 
     ``choose(fields of the first data line, its line number)`` gives the layout; a later data line with another
     number of fields is an EvalfastError naming it. No data line at all is an EvalfastError saying that lines of
     ``expected`` were expected.
     """
-    chunks = list(_chunks(text))
-    capacity = sum(int(np.count_nonzero(text.data[lo:hi] == NEWLINE)) for lo, hi in chunks)
-    if capacity == 1 and np.count_nonzero(text.data[: text.size - 2] == CARRIAGE_RETURN):
-        raise EvalfastError(f"{text.path}: its lines end in a carriage return alone (classic Mac OS), which trec_eval "
-                            "reads as one line; convert it to \\n line endings (e.g. tr '\\r' '\\n')")
+    capacity, _ = _check_text(text)
     offset = np.int32 if text.data.size < 2**31 else np.int64
     starts, lengths = np.empty((3, capacity), offset), np.empty((3, capacity), offset)
-    newlines = np.empty(capacity, offset)
+    line_numbers = np.empty(capacity, np.int64)
     layout: Layout | None = None
     filled = lines_before = 0
-    for lo, hi in chunks:
+    for lo, hi in _chunks(text):
         chunk = text.data[lo:hi]
-        _check_utf8(text, chunk, lo, lines_before)
-        start, end, counts, newline = _tokens(chunk)
-        newlines[lines_before: lines_before + counts.size] = newline + lo
+        start, end, counts = _tokens(chunk)
         first = np.cumsum(counts) - counts
         lines = np.flatnonzero(counts)
         lines = lines[chunk[start[first[lines]]] != HASH]  # not a comment
@@ -202,12 +229,20 @@ def read_fields(text: Text, choose: Callable[[list[bytes], int], Layout], expect
             picked_start = start[picked]
             np.add(picked_start, lo, out=starts[:, filled: filled + lines.size], casting="unsafe")
             np.subtract(end[picked], picked_start, out=lengths[:, filled: filled + lines.size], casting="unsafe")
+            np.add(lines, lines_before, out=line_numbers[filled: filled + lines.size])
             filled += lines.size
         lines_before += counts.size
     if not filled:
-        raise EvalfastError(f"{text.path}: file is empty (blank lines, comments or a header only); expected lines of "
-                            f"{repr(layout.columns) if layout else expected}")
-    return layout, Fields(starts[:, :filled], lengths[:, :filled], newlines)
+        raise _empty(text, layout, expected)
+    return layout, Fields(starts[:, :filled], lengths[:, :filled], line_numbers[:filled])
+
+
+def _field_count_problem(text: Text, layout: Layout, count: int, line: int) -> EvalfastError:
+    """The error for 0-based ``line``, whose ``count`` fields the layout refuses."""
+    more = " or more" if layout.more_fields_ok else ""
+    why = "" if layout.more_fields_ok else f"; its first data line has {layout.n_fields}: the file is read as {layout.kind}"
+    return EvalfastError(f"{text.path} line {line + 1}: expected {layout.n_fields} columns{more} ({layout.columns}), "
+                         f"got {count}{why}")
 
 
 def _check_field_counts(text: Text, layout: Layout, counts: np.ndarray, line_index: np.ndarray) -> None:
@@ -215,11 +250,7 @@ def _check_field_counts(text: Text, layout: Layout, counts: np.ndarray, line_ind
     bad = counts < layout.n_fields if layout.more_fields_ok else counts != layout.n_fields
     if bad.any():
         i = int(np.argmax(bad))
-        more = " or more" if layout.more_fields_ok else ""
-        why = "" if layout.more_fields_ok else (f"; its first data line has {layout.n_fields}: the file is read as "
-                                                f"{layout.kind}")
-        raise EvalfastError(f"{text.path} line {line_index[i] + 1}: expected {layout.n_fields} columns{more} "
-                            f"({layout.columns}), got {counts[i]}{why}")
+        raise _field_count_problem(text, layout, int(counts[i]), int(line_index[i]))
 
 
 def _blocks(length: np.ndarray, extra: int = 0) -> Iterator[tuple[slice, int]]:
@@ -240,6 +271,8 @@ def _terminated(text: Text, start: np.ndarray, length: np.ndarray, width: int, t
 
 def decode(text: Text, start: np.ndarray, length: np.ndarray) -> list[str]:
     """The fields as str (UTF-8, checked when the text was read)."""
+    if _tablescan is not None:
+        return _tablescan.decode(text.data, np.ascontiguousarray(start, np.int64), np.ascontiguousarray(length, np.int64))
     names: list[str] = []
     for block, width in _blocks(length, extra=1):
         terminated = _terminated(text, start[block], length[block], width, NEWLINE)
@@ -515,3 +548,64 @@ def c_reads(field: bytes, integer: bool) -> tuple[bytes, float | int]:
         sign = -1.0 if read.startswith(b"-") else 1.0
         return read, sign * float.fromhex(read.lstrip(b"+-").decode())
     return read, float(read.split(b"(")[0])
+
+
+# --- a whole table ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A file's data lines read: ids numbered (the known names first, then new ones in order of first appearance)."""
+
+    layout: Layout
+    lines: np.ndarray  # int64 (n,): the 0-based line number of each data line
+    query: np.ndarray  # int64 (n,)
+    doc: np.ndarray  # int64 (n,)
+    values: np.ndarray  # float64 (n,): scores, or relevance labels
+    new_queries: tuple[np.ndarray, np.ndarray, np.ndarray]  # start, length and first row of each new name
+    new_docs: tuple[np.ndarray, np.ndarray, np.ndarray]
+    bad_number: tuple[int, int, int] | None  # row, start and length of the first number not read, else None
+    plain_ids: bool  # every name is known to be an id (ASCII without control characters); else check them
+
+
+def parse_table(text: Text, choose: Callable[[list[bytes], int], Layout], expected: str,
+                known_queries: tuple[np.ndarray, np.ndarray], known_docs: tuple[np.ndarray, np.ndarray]) -> Parsed:
+    """Every data line of ``text``: read_fields' layout and checks, its ids interned after the known (start, length)
+    names, its numbers parsed."""
+    return (_parse_natively if _tablescan is not None else _parse_with_numpy)(text, choose, expected, known_queries,
+                                                                              known_docs)
+
+
+def _parse_with_numpy(text: Text, choose: Callable[[list[bytes], int], Layout], expected: str,
+                      known_queries: tuple[np.ndarray, np.ndarray], known_docs: tuple[np.ndarray, np.ndarray]) -> Parsed:
+    layout, fields = read_fields(text, choose, expected)
+    doc, doc_first = intern(text, *fields.column(1), known_docs)  # the largest temporaries first
+    query, query_first = intern(text, *fields.column(0), known_queries)
+    values, bad = (parse_integers if layout.integers else parse_scores)(text, *fields.column(2))
+    new = [(fields.start[i, first].astype(np.int64), fields.length[i, first].astype(np.int64), first)
+           for i, first in ((0, query_first), (1, doc_first))]
+    bad_number = None if bad is None else (bad, int(fields.start[2, bad]), int(fields.length[2, bad]))
+    return Parsed(layout, fields.lines, query, doc, np.asarray(values, np.float64), *new, bad_number, False)
+
+
+def _parse_natively(text: Text, choose: Callable[[list[bytes], int], Layout], expected: str,
+                    known_queries: tuple[np.ndarray, np.ndarray], known_docs: tuple[np.ndarray, np.ndarray]) -> Parsed:
+    capacity, ascii = _check_text(text)
+    first = _tablescan.first_data_line(text.data, text.size) if text.size else None
+    if first is None:
+        raise _empty(text, None, expected)
+    line, lo, hi = first
+    layout = choose(text.data[lo:hi].tobytes().split(), line + 1)
+    query, doc, lines = (np.empty(capacity, np.int64) for _ in range(3))
+    values = np.empty(capacity)
+    known = [(k[0].size, *(np.ascontiguousarray(a, np.int64) for a in k)) for k in (known_queries, known_docs)]
+    shape = (layout.n_fields, layout.more_fields_ok, *layout.picked, layout.integers)
+    rows, bad_line, bad_count, bad_number, *new, controls = _tablescan.scan(
+        text.data, hi + 1 if layout.header else 0, text.size, shape, *known, query, doc, values, lines)
+    if bad_line >= 0:
+        raise _field_count_problem(text, layout, bad_count, bad_line)
+    if not rows:
+        raise _empty(text, layout, expected)
+    new_queries, new_docs = (tuple(np.frombuffer(column, np.int64) for column in names) for names in new)
+    return Parsed(layout, lines[:rows], query[:rows], doc[:rows], values[:rows], new_queries, new_docs,
+                  None if bad_number[0] < 0 else bad_number, ascii and not controls)

@@ -104,3 +104,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(params=["native", "numpy"])
+def table_reader(request, monkeypatch) -> str:
+    """Runs a TREC / BEIR reading test with the native reader (evalfast._tablescan) and again with the numpy one."""
+    from evalfast import trec_parse
+
+    if request.param == "numpy":
+        monkeypatch.setattr(trec_parse, "_tablescan", None)
+    elif trec_parse._tablescan is None:
+        pytest.fail("evalfast._tablescan is not built (pip install -e . builds it with a C compiler); the numpy "
+                    "reader alone is being used")
+    return request.param

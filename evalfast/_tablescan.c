@@ -1,0 +1,654 @@
+/* evalfast._tablescan: one pass over a TREC qrels or run file (or BEIR qrels TSV) already in memory.
+ *
+ * The native half of evalfast.trec_parse, which holds the rules and a numpy reader that gives the same answers
+ * (tests run both on the same files): fields are separated by C whitespace and a line ends at \n; blank lines and
+ * lines whose first field starts with '#' are skipped; ids are numbered in order of first appearance after the
+ * known ones; a score is read only when it is plain decimal (or inf / infinity) and a relevance only when it is
+ * [+-] and at most 18 digits, exactly as strtod / atol read them.
+ *
+ * Ids are numbered in hash tables that hold each name's first 16 bytes, so that most lookups touch one cache line;
+ * lines are tokenised a batch ahead of their lookups, whose slots are prefetched meanwhile. (Two threads, each with
+ * its tables, then merged, were measured no faster on two cores, and took 115 MB more on 2 M lines.) The bytes of
+ * the text must be followed by at least PAD readable bytes (trec_parse.PAD).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define PAD 16                /* readable bytes needed past the text's end and past each known name */
+#define MAX_FIELDS 16         /* the last field a layout may pick is field MAX_FIELDS - 1 (0-based) */
+#define BATCH 32              /* lines tokenised ahead of their lookups, so the table's slots can be fetched early */
+#define EXACT_DIGITS 15       /* m * 10^p is one correctly rounded operation for m < 10^15 and |p| <= 22 */
+#define EXACT_POWER 22
+#define MAX_INTEGER_DIGITS 18 /* below 2^63, so atol reads it exactly */
+#define EXPONENT_CAP (1 << 20)
+
+static const double POWERS[EXACT_POWER + 1] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+static inline int is_blank(unsigned char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+
+/* Byte classes: SEPARATOR for C whitespace (a newline included), CONTROL for the other ASCII control characters,
+ * which belong to their field but to no id. */
+enum { SEPARATOR = 1, CONTROL = 2 };
+static unsigned char CLASSES[256];
+
+static void init_classes(void) {
+    for (int c = 0; c < 0x20; c++) CLASSES[c] = CONTROL;
+    CLASSES[0x7F] = CONTROL;
+    CLASSES[' '] = CLASSES['\t'] = CLASSES['\n'] = CLASSES['\r'] = CLASSES['\v'] = CLASSES['\f'] = SEPARATOR;
+}
+static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+/* --- ids ------------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t hash, word[2]; /* the name's hash (its length included) and first 16 bytes, zero past its end */
+} Key;
+
+typedef struct {
+    uint64_t hash, word[2]; /* the name's Key */
+    uint32_t id;            /* id + 1; 0: an empty slot */
+    uint32_t length;        /* capped at UINT32_MAX: longer names are compared byte for byte */
+} Slot;
+
+typedef struct {
+    const unsigned char *text;
+    Slot *slots;
+    size_t mask;
+    int64_t count, capacity;
+    int64_t *start, *length, *first_row; /* per id */
+    int64_t last_id;                     /* the previous field's: a run lists one query's lines together */
+    Key last_key;
+    uint32_t last_length;
+} Names;
+
+static inline uint64_t mix(uint64_t x) { /* splitmix64's finaliser */
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+/* The n < 8 bytes at p as a word, zero past them; the 8 bytes from p may be read. */
+static inline uint64_t partial_word(const unsigned char *p, int64_t n) {
+    uint64_t word;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&word, p, 8);
+    return n ? word & (~0ULL >> (64 - 8 * n)) : 0;
+#else
+    word = 0;
+    memcpy(&word, p, (size_t)n);
+    return word;
+#endif
+}
+
+static inline uint64_t load_word(const unsigned char *p, int64_t n) {
+    uint64_t word;
+    if (n >= 8) {
+        memcpy(&word, p, 8);
+        return word;
+    }
+    return n > 0 ? partial_word(p, n) : 0;
+}
+
+static inline Key key_of(const unsigned char *p, int64_t n) {
+    Key key = {(uint64_t)n * 0x9E3779B97F4A7C15ULL, {load_word(p, n), load_word(p + 8, n - 8)}};
+    key.hash = mix(mix(key.hash ^ key.word[0]) ^ key.word[1]);
+    for (int64_t i = 16; i < n; i += 8) key.hash = mix(key.hash ^ load_word(p + i, n - i));
+    return key;
+}
+
+/* A table of empty slots, written before it is read: a page of calloc's, read first, maps the shared zero page and
+ * faults again, flushing every thread's TLB, at its first write. Called through a volatile pointer, the memset is
+ * not folded into a calloc. */
+static void *(*volatile zero_fill)(void *, int, size_t) = memset;
+
+static Slot *empty_slots(size_t size) {
+    Slot *slots = malloc(size * sizeof(Slot));
+    if (slots) zero_fill(slots, 0, size * sizeof(Slot));
+    return slots;
+}
+
+static int names_init(Names *names, const unsigned char *text, int64_t expected) {
+    size_t size = 1024;
+    while (size < (size_t)expected * 2) size <<= 1;
+    names->text = text;
+    names->mask = size - 1;
+    names->slots = empty_slots(size);
+    names->capacity = 1024;
+    names->start = malloc(names->capacity * sizeof(int64_t));
+    names->length = malloc(names->capacity * sizeof(int64_t));
+    names->first_row = malloc(names->capacity * sizeof(int64_t));
+    names->last_id = -1;
+    return names->slots && names->start && names->length && names->first_row ? 0 : -1;
+}
+
+static void names_free(Names *names) {
+    free(names->slots);
+    free(names->start);
+    free(names->length);
+    free(names->first_row);
+    memset(names, 0, sizeof *names);
+}
+
+static int grow_column(int64_t **column, int64_t capacity) {
+    int64_t *grown = realloc(*column, capacity * sizeof(int64_t));
+    if (!grown) return -1;
+    *column = grown;
+    return 0;
+}
+
+/* Room for one more id: the columns doubled when full, the table when half full. */
+static int names_make_room(Names *names) {
+    if (names->count == names->capacity) {
+        int64_t capacity = names->capacity * 2;
+        if (grow_column(&names->start, capacity) || grow_column(&names->length, capacity) ||
+            grow_column(&names->first_row, capacity))
+            return -1;
+        names->capacity = capacity;
+    }
+    if ((size_t)names->count * 2 < names->mask) return 0;
+    size_t size = (names->mask + 1) * 2;
+    Slot *slots = empty_slots(size);
+    if (!slots) return -1;
+    for (size_t i = 0; i <= names->mask; i++) {
+        if (!names->slots[i].id) continue;
+        size_t j = names->slots[i].hash & (size - 1);
+        while (slots[j].id) j = (j + 1) & (size - 1);
+        slots[j] = names->slots[i];
+    }
+    free(names->slots);
+    names->slots = slots;
+    names->mask = size - 1;
+    return 0;
+}
+
+static inline int same_key(const Key *a, const Key *b) {
+    return a->hash == b->hash && a->word[0] == b->word[0] && a->word[1] == b->word[1];
+}
+
+/* Whether the id's name is the n bytes at p, whose key is given: the key holds names of up to 16 bytes whole. */
+static inline int same_name(const Names *names, int64_t id, const Key *id_key, uint32_t id_length, const Key *key,
+                            const unsigned char *p, int64_t n) {
+    if (!same_key(id_key, key)) return 0;
+    if (n <= 16) return id_length == n;
+    return names->length[id] == n && memcmp(names->text + names->start[id], p, (size_t)n) == 0;
+}
+
+static inline uint32_t capped_length(int64_t n) { return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n; }
+
+/* The id of the name at ``start``, a new one (first seen at ``row``) when it is unseen; -1 when out of memory. */
+static int64_t names_id(Names *names, const Key *key, int64_t start, int64_t n, int64_t row) {
+    const unsigned char *p = names->text + start;
+    if (names->last_id >= 0 &&
+        same_name(names, names->last_id, &names->last_key, names->last_length, key, p, n))
+        return names->last_id;
+    size_t i = key->hash & names->mask;
+    for (; names->slots[i].id; i = (i + 1) & names->mask) {
+        const Slot *slot = &names->slots[i];
+        Key slot_key = {slot->hash, {slot->word[0], slot->word[1]}};
+        if (same_name(names, slot->id - 1, &slot_key, slot->length, key, p, n)) {
+            names->last_key = *key, names->last_length = capped_length(n);
+            return names->last_id = slot->id - 1;
+        }
+    }
+    if (names->count >= UINT32_MAX - 1 || names_make_room(names) < 0) return -1;
+    int64_t id = names->count++;
+    names->start[id] = start, names->length[id] = n, names->first_row[id] = row;
+    for (i = key->hash & names->mask; names->slots[i].id; i = (i + 1) & names->mask) {
+    }
+    Slot slot = {key->hash, {key->word[0], key->word[1]}, (uint32_t)(id + 1), capped_length(n)};
+    names->slots[i] = slot;
+    names->last_key = *key, names->last_length = capped_length(n);
+    return names->last_id = id;
+}
+
+static inline void prefetch_slot(const Names *names, uint64_t hash) {
+#if defined(__GNUC__)
+    __builtin_prefetch(&names->slots[hash & names->mask]);
+#else
+    (void)names, (void)hash;
+#endif
+}
+
+/* --- numbers -------------------------------------------------------------------------------------------------- */
+
+enum { NUMBER_READ, NUMBER_REFUSED, NUMBER_NEEDS_EXACT_READER };
+
+static int lower_equals(const unsigned char *p, int64_t n, const char *word) {
+    for (int64_t i = 0; i < n; i++)
+        if (!word[i] || (p[i] | 0x20) != (unsigned char)word[i]) return 0;
+    return word[n] == 0;
+}
+
+/* NUMBER_READ and *value as strtod reads the field when it is [+-] (digits [. [digits]] | . digits) [(e|E) [+-]
+ * digits] and one exact operation reads it, or inf / infinity (any case); NUMBER_NEEDS_EXACT_READER when it has
+ * the syntax but more digits or a larger power; else NUMBER_REFUSED. */
+static int parse_score(const unsigned char *p, int64_t n, double *value) {
+    int64_t sign = n > 0 && (p[0] == '+' || p[0] == '-'), i = sign, digits = 0, fraction = 0, exponent = 0;
+    uint64_t mantissa = 0;
+    for (; i < n && is_digit(p[i]); i++, digits++) mantissa = mantissa * 10 + (p[i] - '0');
+    if (i < n && p[i] == '.') {
+        for (i++; i < n && is_digit(p[i]); i++, digits++, fraction++) mantissa = mantissa * 10 + (p[i] - '0');
+    }
+    int negative = sign && p[0] == '-';
+    if (!digits) {
+        if (i == sign && (lower_equals(p + sign, n - sign, "inf") || lower_equals(p + sign, n - sign, "infinity"))) {
+            *value = negative ? -Py_HUGE_VAL : Py_HUGE_VAL;
+            return NUMBER_READ;
+        }
+        return NUMBER_REFUSED;
+    }
+    if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+        int exponent_negative = 0;
+        int64_t exponent_digits = 0;
+        i++;
+        if (i < n && (p[i] == '+' || p[i] == '-')) exponent_negative = p[i++] == '-';
+        for (; i < n && is_digit(p[i]); i++, exponent_digits++) {
+            exponent = exponent * 10 + (p[i] - '0');
+            if (exponent > EXPONENT_CAP) exponent = EXPONENT_CAP;
+        }
+        if (!exponent_digits) return NUMBER_REFUSED;
+        if (exponent_negative) exponent = -exponent;
+    }
+    if (i != n) return NUMBER_REFUSED;
+    int64_t power = exponent - fraction;
+    if (digits > EXACT_DIGITS || power > EXACT_POWER || power < -EXACT_POWER) return NUMBER_NEEDS_EXACT_READER;
+    double v = (double)mantissa;
+    v = power >= 0 ? v * POWERS[power] : v / POWERS[-power];
+    *value = negative ? -v : v;
+    return NUMBER_READ;
+}
+
+/* NUMBER_READ and *value as atol reads the field when it is [+-] and 1 to 18 digits; else NUMBER_REFUSED. */
+static int parse_integer(const unsigned char *p, int64_t n, double *value) {
+    int64_t i = n > 0 && (p[0] == '+' || p[0] == '-');
+    int64_t digits = n - i, magnitude = 0;
+    if (digits < 1 || digits > MAX_INTEGER_DIGITS) return NUMBER_REFUSED;
+    for (; i < n; i++) {
+        if (!is_digit(p[i])) return NUMBER_REFUSED;
+        magnitude = magnitude * 10 + (p[i] - '0');
+    }
+    *value = (double)(p[0] == '-' ? -magnitude : magnitude);
+    return NUMBER_READ;
+}
+
+/* --- the scan ---------------------------------------------------------------- */
+
+typedef struct {
+    Py_ssize_t n_fields, picked[3];
+    int more_fields_ok, integers;
+} Layout;
+
+typedef struct {
+    int64_t row, start, length;
+} Field;
+
+typedef struct {
+    const unsigned char *text;
+    Py_ssize_t lo, hi; /* whole lines */
+    const Layout *layout;
+    Names queries, docs;
+    int64_t *query, *doc, *line; /* this part's rows of the outputs */
+    double *value;
+    int64_t rows, lines; /* lines: how many the part holds, once scanned */
+    int64_t bad_count_line, bad_count;
+    Field bad_number; /* row -1: none */
+    Field *exact; /* rows whose score the exact reader reads, after the threads */
+    int64_t n_exact, exact_capacity;
+    int out_of_memory;
+    unsigned char controls; /* CONTROL when a field holds an ASCII control character */
+} Part;
+
+typedef struct {
+    int64_t start[3], length[3], line;
+    Key doc;
+} Row;
+
+/* The offset of the next data line's first field from ``pos`` (hi when none is left); *line counts the blank and
+ * comment lines passed. */
+static inline Py_ssize_t next_data_line(const unsigned char *text, Py_ssize_t pos, Py_ssize_t hi, int64_t *line) {
+    while (pos < hi) {
+        while (is_blank(text[pos])) pos++;
+        if (text[pos] != '\n' && text[pos] != '#') return pos;
+        pos = (Py_ssize_t)((const unsigned char *)memchr(text + pos, '\n', (size_t)(hi - pos)) - text) + 1;
+        ++*line;
+    }
+    return hi;
+}
+
+static int note_exact(Part *part, int64_t row, int64_t start, int64_t length) {
+    if (part->n_exact == part->exact_capacity) {
+        int64_t capacity = part->exact_capacity ? part->exact_capacity * 2 : 64;
+        Field *grown = realloc(part->exact, capacity * sizeof(Field));
+        if (!grown) return -1;
+        part->exact = grown, part->exact_capacity = capacity;
+    }
+    Field field = {row, start, length};
+    part->exact[part->n_exact++] = field;
+    return 0;
+}
+
+/* Tokenises up to BATCH data lines from *pos; how many. Stops early at a line whose fields the layout refuses. */
+static int tokenise(Part *part, Py_ssize_t *pos, Row *rows) {
+    const unsigned char *text = part->text;
+    const Layout *layout = part->layout;
+    Py_ssize_t last = layout->picked[0];
+    for (int k = 1; k < 3; k++)
+        if (layout->picked[k] > last) last = layout->picked[k];
+    int n = 0;
+    while (n < BATCH) {
+        Py_ssize_t p = next_data_line(text, *pos, part->hi, &part->lines);
+        if (p >= part->hi) break;
+        int64_t start[MAX_FIELDS], length[MAX_FIELDS];
+        Py_ssize_t fields = 0;
+        while (text[p] != '\n') { /* p is at a field's first byte */
+            Py_ssize_t q = p;
+            unsigned char classes = 0;
+            for (; !(CLASSES[text[q]] & SEPARATOR); q++) classes |= CLASSES[text[q]];
+            part->controls |= classes;
+            if (fields <= last) start[fields] = p, length[fields] = q - p;
+            fields++;
+            for (p = q; is_blank(text[p]); p++) {
+            }
+        }
+        *pos = p + 1;
+        if (layout->more_fields_ok ? fields < layout->n_fields : fields != layout->n_fields) {
+            part->bad_count_line = part->lines, part->bad_count = fields;
+            break;
+        }
+        Row *row = &rows[n++];
+        for (int k = 0; k < 3; k++) row->start[k] = start[layout->picked[k]], row->length[k] = length[layout->picked[k]];
+        row->line = part->lines++;
+        row->doc = key_of(text + row->start[1], row->length[1]);
+        prefetch_slot(&part->docs, row->doc.hash);
+    }
+    return n;
+}
+
+static void scan_part(Part *part) {
+    Row rows[BATCH];
+    Py_ssize_t pos = part->lo;
+    while (part->bad_count_line < 0) {
+        int n = tokenise(part, &pos, rows);
+        for (int k = 0; k < n; k++, part->rows++) {
+            const Row *row = &rows[k];
+            int64_t r = part->rows;
+            Key query = key_of(part->text + row->start[0], row->length[0]);
+            int64_t q = names_id(&part->queries, &query, row->start[0], row->length[0], r);
+            int64_t d = names_id(&part->docs, &row->doc, row->start[1], row->length[1], r);
+            if (q < 0 || d < 0) {
+                part->out_of_memory = 1;
+                return;
+            }
+            part->query[r] = q, part->doc[r] = d, part->line[r] = row->line;
+            if (part->bad_number.row >= 0) continue;
+            const unsigned char *number = part->text + row->start[2];
+            int status = (part->layout->integers ? parse_integer : parse_score)(number, row->length[2], &part->value[r]);
+            if (status == NUMBER_REFUSED) {
+                Field bad = {r, row->start[2], row->length[2]};
+                part->bad_number = bad;
+            } else if (status == NUMBER_NEEDS_EXACT_READER && note_exact(part, r, row->start[2], row->length[2]) < 0) {
+                part->out_of_memory = 1;
+                return;
+            }
+        }
+        if (n < BATCH) break;
+    }
+}
+
+/* --- the module's functions ------------------------------------------------------------------------------------- */
+
+typedef struct {
+    Py_buffer view;
+    int held;
+} Buffer;
+
+static int get_buffer(PyObject *object, Buffer *buffer, int writable, Py_ssize_t bytes, const char *what) {
+    if (PyObject_GetBuffer(object, &buffer->view, (writable ? PyBUF_WRITABLE : 0) | PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    buffer->held = 1;
+    if (buffer->view.len < bytes) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, %zd needed", what, buffer->view.len, bytes);
+        return -1;
+    }
+    return 0;
+}
+
+static void release(Buffer *buffers, int n) {
+    for (int i = 0; i < n; i++)
+        if (buffers[i].held) PyBuffer_Release(&buffers[i].view);
+}
+
+PyDoc_STRVAR(first_data_line_doc,
+"first_data_line(text, size) -> (line, start, end) or None\n\n"
+"The 0-based line number and byte range of the first line that is neither blank nor a comment.");
+
+static PyObject *first_data_line(PyObject *self, PyObject *args) {
+    Buffer text = {0};
+    Py_ssize_t size;
+    int64_t line = 0;
+    if (!PyArg_ParseTuple(args, "On", &text.view.obj, &size)) return NULL;
+    if (get_buffer(text.view.obj, &text, 0, size + PAD, "text") < 0 || size < 1 ||
+        ((const unsigned char *)text.view.buf)[size - 1] != '\n') {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "the text must end in a newline");
+        release(&text, 1);
+        return NULL;
+    }
+    const unsigned char *data = text.view.buf;
+    Py_ssize_t first = next_data_line(data, 0, size, &line);
+    PyObject *result = first == size ? Py_NewRef(Py_None) : Py_BuildValue(
+        "Lnn", (long long)line, first, (Py_ssize_t)((const unsigned char *)memchr(data + first, '\n', size - first) - data));
+    release(&text, 1);
+    return result;
+}
+
+PyDoc_STRVAR(count_byte_doc, "count_byte(text, size, byte) -> how many of the text's first size bytes are byte.");
+
+static Py_ssize_t count_in(const unsigned char *p, const unsigned char *end, int byte) {
+    Py_ssize_t count = 0;
+    while ((p = memchr(p, byte, (size_t)(end - p)))) count++, p++;
+    return count;
+}
+
+static PyObject *count_byte(PyObject *self, PyObject *args) {
+    Buffer text = {0};
+    Py_ssize_t size, count;
+    int byte;
+    if (!PyArg_ParseTuple(args, "Oni", &text.view.obj, &size, &byte)) return NULL;
+    if (get_buffer(text.view.obj, &text, 0, size, "text") < 0) {
+        release(&text, 1);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    count = count_in(text.view.buf, (const unsigned char *)text.view.buf + size, byte);
+    Py_END_ALLOW_THREADS
+    release(&text, 1);
+    return PyLong_FromSsize_t(count);
+}
+
+static PyObject *new_names(const Names *names, int64_t known) {
+    PyObject *columns[3] = {NULL, NULL, NULL};
+    const int64_t *sources[3] = {names->start, names->length, names->first_row};
+    for (int k = 0; k < 3; k++) {
+        columns[k] = PyBytes_FromStringAndSize((const char *)(sources[k] + known),
+                                               (Py_ssize_t)((names->count - known) * sizeof(int64_t)));
+        if (!columns[k]) {
+            Py_XDECREF(columns[0]);
+            Py_XDECREF(columns[1]);
+            return NULL;
+        }
+    }
+    return Py_BuildValue("(NNN)", columns[0], columns[1], columns[2]);
+}
+
+static int intern_known(Names *names, const int64_t *start, const int64_t *length, Py_ssize_t n, Py_ssize_t size) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (start[i] < 0 || length[i] < 0 || start[i] + length[i] + PAD > size) {
+            PyErr_SetString(PyExc_ValueError, "a known name lies outside the text buffer's padded end");
+            return -1;
+        }
+        Key key = key_of(names->text + start[i], length[i]);
+        if (names_id(names, &key, start[i], length[i], -1) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(scan_doc,
+"scan(text, data_start, size, layout, known_queries, known_docs, query, doc, value, line) -> result\n\n"
+"Reads the data lines of text[data_start:size] (data_start: the start of a line; lines before it are counted).\n"
+"layout: (n_fields, more_fields_ok, query field, doc field, number field, integers), the fields 0-based.\n"
+"known_*: (n, start, length) of names numbered first, start and length int64 buffers. query, doc (int64), value\n"
+"(float64) and line (int64, 0-based) are filled for each data line; they must hold one item per newline from\n"
+"data_start on.\n"
+"result: (rows, bad_count_line, bad_count, bad_number, new_queries, new_docs, controls); bad_count_line is the\n"
+"0-based line of the first data line with a number of fields the layout refuses (-1 when none), bad_number (row,\n"
+"start, length) of the first number refused (row -1 when none); new_*: (start, length, first row) int64 bytes of\n"
+"each name seen after the known ones, in number order; controls: whether a field holds an ASCII control\n"
+"character (0x00-0x1f or 0x7f, whitespace aside).");
+
+/* Reads the scores that one exact operation could not, with Python's reader: locale-free, correctly rounded as
+ * glibc's strtod is, infinity past 1.8e308. */
+static int read_exact_scores(const Part *part) {
+    for (int64_t k = 0; k < part->n_exact; k++) {
+        Field field = part->exact[k];
+        char local[128], *copy = field.length < (int64_t)sizeof local ? local : PyMem_Malloc(field.length + 1);
+        if (!copy) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(copy, part->text + field.start, field.length);
+        copy[field.length] = 0;
+        double exact = PyOS_string_to_double(copy, NULL, NULL);
+        if (copy != local) PyMem_Free(copy);
+        if (exact == -1.0 && PyErr_Occurred()) return -1;
+        part->value[field.row] = exact;
+    }
+    return 0;
+}
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    Buffer buffers[9];
+    memset(buffers, 0, sizeof buffers);
+    PyObject *objects[9];
+    Py_ssize_t data_start, size, n_known[2];
+    Layout layout;
+    if (!PyArg_ParseTuple(args, "Onn(npnnnp)(nOO)(nOO)OOOO", &objects[0], &data_start, &size, &layout.n_fields,
+                          &layout.more_fields_ok, &layout.picked[0], &layout.picked[1], &layout.picked[2],
+                          &layout.integers, &n_known[0], &objects[1], &objects[2], &n_known[1], &objects[3],
+                          &objects[4], &objects[5], &objects[6], &objects[7], &objects[8]))
+        return NULL;
+    for (int k = 0; k < 3; k++) {
+        if (layout.picked[k] < 0 || layout.picked[k] >= MAX_FIELDS || layout.picked[k] >= layout.n_fields) {
+            PyErr_SetString(PyExc_ValueError, "picked fields must lie within the layout's first 16 fields");
+            return NULL;
+        }
+    }
+    PyObject *result = NULL;
+    Part part;
+    memset(&part, 0, sizeof part);
+    if (get_buffer(objects[0], &buffers[0], 0, size + PAD, "text") < 0) goto done;
+    const unsigned char *data = buffers[0].view.buf;
+    if (size < 1 || data[size - 1] != '\n' || data_start < 0 || data_start > size ||
+        (data_start > 0 && data[data_start - 1] != '\n')) {
+        PyErr_SetString(PyExc_ValueError, "the text must end in a newline and data_start start a line");
+        goto done;
+    }
+    for (int k = 1; k < 5; k++)
+        if (get_buffer(objects[k], &buffers[k], 0, n_known[(k - 1) / 2] * 8, "known names") < 0) goto done;
+    int64_t capacity = count_in(data + data_start, data + size, '\n');
+    for (int k = 5; k < 9; k++)
+        if (get_buffer(objects[k], &buffers[k], 1, capacity * 8, "an output") < 0) goto done;
+    part.text = data, part.lo = data_start, part.hi = size, part.layout = &layout;
+    part.query = buffers[5].view.buf, part.doc = buffers[6].view.buf, part.value = buffers[7].view.buf;
+    part.line = buffers[8].view.buf;
+    part.lines = count_in(data, data + data_start, '\n');
+    part.bad_count_line = -1, part.bad_number.row = -1;
+    if (names_init(&part.queries, data, n_known[0] + 1024) < 0 || names_init(&part.docs, data, n_known[1] + capacity / 4) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (intern_known(&part.queries, buffers[1].view.buf, buffers[2].view.buf, n_known[0], buffers[0].view.len) < 0 ||
+        intern_known(&part.docs, buffers[3].view.buf, buffers[4].view.buf, n_known[1], buffers[0].view.len) < 0)
+        goto done;
+    scan_part(&part);
+    if (part.out_of_memory) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (read_exact_scores(&part) < 0) goto done;
+    PyObject *queries = new_names(&part.queries, n_known[0]), *docs = new_names(&part.docs, n_known[1]);
+    if (queries && docs)
+        result = Py_BuildValue("(LLL(LLL)NNO)", (long long)part.rows, (long long)part.bad_count_line,
+                               (long long)part.bad_count, (long long)part.bad_number.row,
+                               (long long)part.bad_number.start, (long long)part.bad_number.length, queries, docs,
+                               part.controls ? Py_True : Py_False);
+    else {
+        Py_XDECREF(queries);
+        Py_XDECREF(docs);
+    }
+done:
+    names_free(&part.queries);
+    names_free(&part.docs);
+    free(part.exact);
+    release(buffers, 9);
+    return result;
+}
+
+PyDoc_STRVAR(decode_doc,
+"decode(text, start, length) -> list of str\n\n"
+"The UTF-8 names at the given byte offsets (int64 buffers of one length), decoded strictly.");
+
+static PyObject *decode(PyObject *self, PyObject *args) {
+    Buffer buffers[3];
+    PyObject *objects[3], *names = NULL;
+    memset(buffers, 0, sizeof buffers);
+    if (!PyArg_ParseTuple(args, "OOO", &objects[0], &objects[1], &objects[2])) return NULL;
+    for (int k = 0; k < 3; k++)
+        if (get_buffer(objects[k], &buffers[k], 0, 0, "decode") < 0) goto done;
+    Py_ssize_t n = buffers[1].view.len / 8;
+    if (buffers[2].view.len / 8 != n) {
+        PyErr_SetString(PyExc_ValueError, "start and length must hold as many items");
+        goto done;
+    }
+    const char *text = buffers[0].view.buf;
+    const int64_t *start = buffers[1].view.buf, *length = buffers[2].view.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (start[i] < 0 || length[i] < 0 || start[i] + length[i] > buffers[0].view.len) {
+            PyErr_SetString(PyExc_ValueError, "a name lies outside the text");
+            goto done;
+        }
+    }
+    names = PyList_New(n);
+    for (Py_ssize_t i = 0; names && i < n; i++) {
+        PyObject *name = PyUnicode_DecodeUTF8(text + start[i], length[i], "strict");
+        if (!name) Py_CLEAR(names);
+        else PyList_SET_ITEM(names, i, name);
+    }
+done:
+    release(buffers, 3);
+    return names;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS, scan_doc},
+    {"first_data_line", first_data_line, METH_VARARGS, first_data_line_doc},
+    {"count_byte", count_byte, METH_VARARGS, count_byte_doc},
+    {"decode", decode, METH_VARARGS, decode_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "evalfast._tablescan",
+                                    "The native half of evalfast.trec_parse: one pass over a qrels or run file.",
+                                    -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__tablescan(void) {
+    init_classes();
+    return PyModule_Create(&module);
+}
