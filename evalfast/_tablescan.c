@@ -7,9 +7,12 @@
  * [+-] and at most 18 digits, exactly as strtod / atol read them.
  *
  * Ids are numbered in hash tables that hold each name's first 16 bytes, so that most lookups touch one cache line;
- * lines are tokenised a batch ahead of their lookups, whose slots are prefetched meanwhile. (Two threads, each with
- * its tables, then merged, were measured no faster on two cores, and took 115 MB more on 2 M lines.) The bytes of
- * the text must be followed by at least PAD readable bytes (trec_parse.PAD).
+ * lines are tokenised a batch ahead of their lookups, whose slots are prefetched meanwhile. A run scored against
+ * qrels may look its documents up among the qrels' only (known_docs_only): most of a run's documents are unjudged,
+ * and numbering them would fill a table many times larger; each query's documents are then checked for a repeat
+ * in a small table of their own, which needs each query's lines together (the scan says when they are not).
+ * (Two threads, each with its tables, then merged, were measured no faster on two cores, and took 115 MB more on
+ * 2 M lines.) The bytes of the text must be followed by at least PAD readable bytes (trec_parse.PAD).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -180,14 +183,12 @@ static inline int same_name(const Names *names, int64_t id, const Key *id_key, u
 
 static inline uint32_t capped_length(int64_t n) { return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n; }
 
-/* The id of the name at ``start``, a new one (first seen at ``row``) when it is unseen; -1 when out of memory. */
-static int64_t names_id(Names *names, const Key *key, int64_t start, int64_t n, int64_t row) {
+/* The id of the name at ``start`` whose key is given, or -1 when it has none. */
+static int64_t names_find(Names *names, const Key *key, int64_t start, int64_t n) {
     const unsigned char *p = names->text + start;
-    if (names->last_id >= 0 &&
-        same_name(names, names->last_id, &names->last_key, names->last_length, key, p, n))
+    if (names->last_id >= 0 && same_name(names, names->last_id, &names->last_key, names->last_length, key, p, n))
         return names->last_id;
-    size_t i = key->hash & names->mask;
-    for (; names->slots[i].id; i = (i + 1) & names->mask) {
+    for (size_t i = key->hash & names->mask; names->slots[i].id; i = (i + 1) & names->mask) {
         const Slot *slot = &names->slots[i];
         Key slot_key = {slot->hash, {slot->word[0], slot->word[1]}};
         if (same_name(names, slot->id - 1, &slot_key, slot->length, key, p, n)) {
@@ -195,11 +196,18 @@ static int64_t names_id(Names *names, const Key *key, int64_t start, int64_t n, 
             return names->last_id = slot->id - 1;
         }
     }
+    return -1;
+}
+
+/* The id of the name at ``start``, a new one (first seen at ``row``) when it has none; -1 when out of memory. */
+static int64_t names_id(Names *names, const Key *key, int64_t start, int64_t n, int64_t row) {
+    int64_t id = names_find(names, key, start, n);
+    if (id >= 0) return id;
     if (names->count >= UINT32_MAX - 1 || names_make_room(names) < 0) return -1;
-    int64_t id = names->count++;
+    id = names->count++;
     names->start[id] = start, names->length[id] = n, names->first_row[id] = row;
-    for (i = key->hash & names->mask; names->slots[i].id; i = (i + 1) & names->mask) {
-    }
+    size_t i = key->hash & names->mask;
+    while (names->slots[i].id) i = (i + 1) & names->mask;
     Slot slot = {key->hash, {key->word[0], key->word[1]}, (uint32_t)(id + 1), capped_length(n)};
     names->slots[i] = slot;
     names->last_key = *key, names->last_length = capped_length(n);
@@ -278,6 +286,8 @@ static int parse_integer(const unsigned char *p, int64_t n, double *value) {
 
 /* --- the scan ---------------------------------------------------------------- */
 
+/* --- the scan ------------------------------------------------------------------------------------------------- */
+
 typedef struct {
     Py_ssize_t n_fields, picked[3];
     int more_fields_ok, integers;
@@ -288,68 +298,159 @@ typedef struct {
 } Field;
 
 typedef struct {
+    Key key;
+    int64_t row, start, length;
+    size_t slot;
+} Member;
+
+/* The documents of the query being read, when documents are looked up among the known ones only: the table of ids
+ * cannot then tell that a (query, document) pair comes twice. A run lists each query's lines together; ``seen``
+ * tells when one does not. */
+typedef struct {
+    uint32_t *slots; /* member + 1; 0: empty */
+    size_t mask;
+    Member *members;
+    int64_t count, capacity, query;
+    unsigned char *seen; /* per query id: whether its lines came before the current query's */
+    int64_t seen_capacity;
+} Group;
+
+static int group_init(Group *group) {
+    group->mask = 255;
+    group->slots = calloc(group->mask + 1, sizeof(uint32_t));
+    group->capacity = 128;
+    group->members = malloc(group->capacity * sizeof(Member));
+    group->query = -1;
+    return group->slots && group->members ? 0 : -1;
+}
+
+static void group_free(Group *group) {
+    free(group->slots);
+    free(group->members);
+    free(group->seen);
+    memset(group, 0, sizeof *group);
+}
+
+static void group_place(Group *group, int64_t member) {
+    size_t i = group->members[member].key.hash & group->mask;
+    while (group->slots[i]) i = (i + 1) & group->mask;
+    group->slots[i] = (uint32_t)(member + 1);
+    group->members[member].slot = i;
+}
+
+/* Starts query ``query``'s group; 1 when its lines came before (the run is not grouped by query), -1 out of memory. */
+static int group_start(Group *group, int64_t query) {
+    for (int64_t m = 0; m < group->count; m++) group->slots[group->members[m].slot] = 0;
+    group->count = 0;
+    if (group->query >= 0) group->seen[group->query] = 1;
+    group->query = query;
+    if (query >= group->seen_capacity) {
+        int64_t capacity = group->seen_capacity ? group->seen_capacity : 1024;
+        while (capacity <= query) capacity *= 2;
+        unsigned char *seen = realloc(group->seen, capacity);
+        if (!seen) return -1;
+        memset(seen + group->seen_capacity, 0, capacity - group->seen_capacity);
+        group->seen = seen, group->seen_capacity = capacity;
+    }
+    return group->seen[query];
+}
+
+/* The row where the query's document at ``start`` came first, or -1 when it is new (and now added); -2 out of
+ * memory. */
+static int64_t group_add(Group *group, const unsigned char *text, const Key *key, int64_t row, int64_t start,
+                         int64_t n) {
+    for (size_t i = key->hash & group->mask; group->slots[i]; i = (i + 1) & group->mask) {
+        const Member *member = &group->members[group->slots[i] - 1];
+        if (same_key(&member->key, key) && member->length == n &&
+            (n <= 16 || memcmp(text + member->start, text + start, (size_t)n) == 0))
+            return member->row;
+    }
+    if (group->count == group->capacity) {
+        Member *members = realloc(group->members, group->capacity * 2 * sizeof(Member));
+        if (!members) return -2;
+        group->members = members, group->capacity *= 2;
+    }
+    if ((size_t)(group->count + 1) * 2 > group->mask) {
+        size_t size = (group->mask + 1) * 2;
+        uint32_t *slots = calloc(size, sizeof(uint32_t));
+        if (!slots) return -2;
+        free(group->slots);
+        group->slots = slots, group->mask = size - 1;
+        for (int64_t m = 0; m < group->count; m++) group_place(group, m);
+    }
+    Member member = {*key, row, start, n, 0};
+    group->members[group->count] = member;
+    group_place(group, group->count++);
+    return -1;
+}
+
+typedef struct {
     const unsigned char *text;
-    Py_ssize_t lo, hi; /* whole lines */
+    Py_ssize_t end; /* the text's size: it ends in a newline */
     const Layout *layout;
+    int known_docs_only; /* documents are looked up among the known ones, not numbered */
     Names queries, docs;
-    int64_t *query, *doc, *line; /* this part's rows of the outputs */
+    Group group;
+    int64_t *query, *doc, *offset; /* outputs, one per data line; offset: the document field's first byte */
     double *value;
-    int64_t rows, lines; /* lines: how many the part holds, once scanned */
+    int64_t rows, lines;
     int64_t bad_count_line, bad_count;
-    Field bad_number; /* row -1: none */
-    Field *exact; /* rows whose score the exact reader reads, after the threads */
+    Field bad_number;              /* row -1: none */
+    int64_t repeated, repeated_first; /* a row repeating an earlier row's (query, document), and that row; -1: none */
+    int grouped;                    /* 0 once a query's lines come after another query's (known_docs_only) */
+    Field *exact;                   /* rows whose score the exact reader reads, once the scan is done */
     int64_t n_exact, exact_capacity;
     int out_of_memory;
     unsigned char controls; /* CONTROL when a field holds an ASCII control character */
-} Part;
+} Scan;
 
 typedef struct {
-    int64_t start[3], length[3], line;
+    int64_t start[3], length[3];
     Key doc;
 } Row;
 
-/* The offset of the next data line's first field from ``pos`` (hi when none is left); *line counts the blank and
+/* The offset of the next data line's first field from ``pos`` (end when none is left); *line counts the blank and
  * comment lines passed. */
-static inline Py_ssize_t next_data_line(const unsigned char *text, Py_ssize_t pos, Py_ssize_t hi, int64_t *line) {
-    while (pos < hi) {
+static inline Py_ssize_t next_data_line(const unsigned char *text, Py_ssize_t pos, Py_ssize_t end, int64_t *line) {
+    while (pos < end) {
         while (is_blank(text[pos])) pos++;
         if (text[pos] != '\n' && text[pos] != '#') return pos;
-        pos = (Py_ssize_t)((const unsigned char *)memchr(text + pos, '\n', (size_t)(hi - pos)) - text) + 1;
+        pos = (Py_ssize_t)((const unsigned char *)memchr(text + pos, '\n', (size_t)(end - pos)) - text) + 1;
         ++*line;
     }
-    return hi;
+    return end;
 }
 
-static int note_exact(Part *part, int64_t row, int64_t start, int64_t length) {
-    if (part->n_exact == part->exact_capacity) {
-        int64_t capacity = part->exact_capacity ? part->exact_capacity * 2 : 64;
-        Field *grown = realloc(part->exact, capacity * sizeof(Field));
+static int note_exact(Scan *scan, int64_t row, int64_t start, int64_t length) {
+    if (scan->n_exact == scan->exact_capacity) {
+        int64_t capacity = scan->exact_capacity ? scan->exact_capacity * 2 : 64;
+        Field *grown = realloc(scan->exact, capacity * sizeof(Field));
         if (!grown) return -1;
-        part->exact = grown, part->exact_capacity = capacity;
+        scan->exact = grown, scan->exact_capacity = capacity;
     }
     Field field = {row, start, length};
-    part->exact[part->n_exact++] = field;
+    scan->exact[scan->n_exact++] = field;
     return 0;
 }
 
 /* Tokenises up to BATCH data lines from *pos; how many. Stops early at a line whose fields the layout refuses. */
-static int tokenise(Part *part, Py_ssize_t *pos, Row *rows) {
-    const unsigned char *text = part->text;
-    const Layout *layout = part->layout;
+static int tokenise(Scan *scan, Py_ssize_t *pos, Row *rows) {
+    const unsigned char *text = scan->text;
+    const Layout *layout = scan->layout;
     Py_ssize_t last = layout->picked[0];
     for (int k = 1; k < 3; k++)
         if (layout->picked[k] > last) last = layout->picked[k];
     int n = 0;
     while (n < BATCH) {
-        Py_ssize_t p = next_data_line(text, *pos, part->hi, &part->lines);
-        if (p >= part->hi) break;
+        Py_ssize_t p = next_data_line(text, *pos, scan->end, &scan->lines);
+        if (p >= scan->end) break;
         int64_t start[MAX_FIELDS], length[MAX_FIELDS];
         Py_ssize_t fields = 0;
         while (text[p] != '\n') { /* p is at a field's first byte */
             Py_ssize_t q = p;
             unsigned char classes = 0;
             for (; !(CLASSES[text[q]] & SEPARATOR); q++) classes |= CLASSES[text[q]];
-            part->controls |= classes;
+            scan->controls |= classes;
             if (fields <= last) start[fields] = p, length[fields] = q - p;
             fields++;
             for (p = q; is_blank(text[p]); p++) {
@@ -357,42 +458,60 @@ static int tokenise(Part *part, Py_ssize_t *pos, Row *rows) {
         }
         *pos = p + 1;
         if (layout->more_fields_ok ? fields < layout->n_fields : fields != layout->n_fields) {
-            part->bad_count_line = part->lines, part->bad_count = fields;
+            scan->bad_count_line = scan->lines, scan->bad_count = fields;
             break;
         }
         Row *row = &rows[n++];
         for (int k = 0; k < 3; k++) row->start[k] = start[layout->picked[k]], row->length[k] = length[layout->picked[k]];
-        row->line = part->lines++;
+        scan->lines++;
         row->doc = key_of(text + row->start[1], row->length[1]);
-        prefetch_slot(&part->docs, row->doc.hash);
+        prefetch_slot(&scan->docs, row->doc.hash);
     }
     return n;
 }
 
-static void scan_part(Part *part) {
+/* The document of a row: its id, or (known_docs_only) -1 for one not known, after checking that its query does
+ * not list it twice. 0, or -1 out of memory. */
+static int document(Scan *scan, const Row *row, int64_t r, int64_t q, int64_t *d) {
+    if (!scan->known_docs_only) {
+        *d = names_id(&scan->docs, &row->doc, row->start[1], row->length[1], r);
+        return *d < 0 ? -1 : 0;
+    }
+    *d = names_find(&scan->docs, &row->doc, row->start[1], row->length[1]);
+    if (q != scan->group.query) {
+        int before = group_start(&scan->group, q);
+        if (before < 0) return -1;
+        scan->grouped = !before;
+    }
+    if (scan->repeated >= 0) return 0;
+    int64_t first = group_add(&scan->group, scan->text, &row->doc, r, row->start[1], row->length[1]);
+    if (first == -2) return -1;
+    if (first >= 0) scan->repeated = r, scan->repeated_first = first;
+    return 0;
+}
+
+static void scan_lines(Scan *scan, Py_ssize_t pos) {
     Row rows[BATCH];
-    Py_ssize_t pos = part->lo;
-    while (part->bad_count_line < 0) {
-        int n = tokenise(part, &pos, rows);
-        for (int k = 0; k < n; k++, part->rows++) {
+    while (scan->bad_count_line < 0 && scan->grouped) {
+        int n = tokenise(scan, &pos, rows);
+        for (int k = 0; k < n && scan->grouped; k++, scan->rows++) {
             const Row *row = &rows[k];
-            int64_t r = part->rows;
-            Key query = key_of(part->text + row->start[0], row->length[0]);
-            int64_t q = names_id(&part->queries, &query, row->start[0], row->length[0], r);
-            int64_t d = names_id(&part->docs, &row->doc, row->start[1], row->length[1], r);
-            if (q < 0 || d < 0) {
-                part->out_of_memory = 1;
+            int64_t r = scan->rows, d;
+            Key query = key_of(scan->text + row->start[0], row->length[0]);
+            int64_t q = names_id(&scan->queries, &query, row->start[0], row->length[0], r);
+            if (q < 0 || document(scan, row, r, q, &d) < 0) {
+                scan->out_of_memory = 1;
                 return;
             }
-            part->query[r] = q, part->doc[r] = d, part->line[r] = row->line;
-            if (part->bad_number.row >= 0) continue;
-            const unsigned char *number = part->text + row->start[2];
-            int status = (part->layout->integers ? parse_integer : parse_score)(number, row->length[2], &part->value[r]);
+            scan->query[r] = q, scan->doc[r] = d, scan->offset[r] = row->start[1];
+            if (scan->bad_number.row >= 0) continue;
+            const unsigned char *number = scan->text + row->start[2];
+            int status = (scan->layout->integers ? parse_integer : parse_score)(number, row->length[2], &scan->value[r]);
             if (status == NUMBER_REFUSED) {
                 Field bad = {r, row->start[2], row->length[2]};
-                part->bad_number = bad;
-            } else if (status == NUMBER_NEEDS_EXACT_READER && note_exact(part, r, row->start[2], row->length[2]) < 0) {
-                part->out_of_memory = 1;
+                scan->bad_number = bad;
+            } else if (status == NUMBER_NEEDS_EXACT_READER && note_exact(scan, r, row->start[2], row->length[2]) < 0) {
+                scan->out_of_memory = 1;
                 return;
             }
         }
@@ -501,34 +620,39 @@ static int intern_known(Names *names, const int64_t *start, const int64_t *lengt
 }
 
 PyDoc_STRVAR(scan_doc,
-"scan(text, data_start, size, layout, known_queries, known_docs, query, doc, value, line) -> result\n\n"
+"scan(text, data_start, size, layout, known_docs_only, known_queries, known_docs, query, doc, value, offset)\n"
+"-> result\n\n"
 "Reads the data lines of text[data_start:size] (data_start: the start of a line; lines before it are counted).\n"
 "layout: (n_fields, more_fields_ok, query field, doc field, number field, integers), the fields 0-based.\n"
+"known_docs_only: documents are looked up among the known ones (-1 when absent) instead of numbered, and each\n"
+"query's lines are checked for a document listed twice, which needs each query's lines together.\n"
 "known_*: (n, start, length) of names numbered first, start and length int64 buffers. query, doc (int64), value\n"
-"(float64) and line (int64, 0-based) are filled for each data line; they must hold one item per newline from\n"
-"data_start on.\n"
-"result: (rows, bad_count_line, bad_count, bad_number, new_queries, new_docs, controls); bad_count_line is the\n"
-"0-based line of the first data line with a number of fields the layout refuses (-1 when none), bad_number (row,\n"
-"start, length) of the first number refused (row -1 when none); new_*: (start, length, first row) int64 bytes of\n"
-"each name seen after the known ones, in number order; controls: whether a field holds an ASCII control\n"
-"character (0x00-0x1f or 0x7f, whitespace aside).");
+"(float64) and offset (int64: the document field's first byte) are filled for each data line; they must hold\n"
+"one item per newline from data_start on.\n"
+"result: (rows, bad_count_line, bad_count, bad_number, repeated, grouped, new_queries, new_docs, controls):\n"
+"bad_count_line is the 0-based line of the first data line with a number of fields the layout refuses (-1 when\n"
+"none; the scan stops there), bad_number (row, start, length) of the first number refused (row -1 when none),\n"
+"repeated (row, earlier row) of the first row listing its query's document again (-1, -1 when none; checked\n"
+"with known_docs_only), grouped False when a query's lines came apart (known_docs_only; the scan stops there),\n"
+"new_*: (start, length, first row) int64 bytes of each name seen after the known ones, in number order;\n"
+"controls: whether a field holds an ASCII control character (0x00-0x1f or 0x7f, whitespace aside).");
 
 /* Reads the scores that one exact operation could not, with Python's reader: locale-free, correctly rounded as
  * glibc's strtod is, infinity past 1.8e308. */
-static int read_exact_scores(const Part *part) {
-    for (int64_t k = 0; k < part->n_exact; k++) {
-        Field field = part->exact[k];
+static int read_exact_scores(const Scan *scan) {
+    for (int64_t k = 0; k < scan->n_exact; k++) {
+        Field field = scan->exact[k];
         char local[128], *copy = field.length < (int64_t)sizeof local ? local : PyMem_Malloc(field.length + 1);
         if (!copy) {
             PyErr_NoMemory();
             return -1;
         }
-        memcpy(copy, part->text + field.start, field.length);
+        memcpy(copy, scan->text + field.start, field.length);
         copy[field.length] = 0;
         double exact = PyOS_string_to_double(copy, NULL, NULL);
         if (copy != local) PyMem_Free(copy);
         if (exact == -1.0 && PyErr_Occurred()) return -1;
-        part->value[field.row] = exact;
+        scan->value[field.row] = exact;
     }
     return 0;
 }
@@ -539,10 +663,11 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     PyObject *objects[9];
     Py_ssize_t data_start, size, n_known[2];
     Layout layout;
-    if (!PyArg_ParseTuple(args, "Onn(npnnnp)(nOO)(nOO)OOOO", &objects[0], &data_start, &size, &layout.n_fields,
+    int known_docs_only;
+    if (!PyArg_ParseTuple(args, "Onn(npnnnp)p(nOO)(nOO)OOOO", &objects[0], &data_start, &size, &layout.n_fields,
                           &layout.more_fields_ok, &layout.picked[0], &layout.picked[1], &layout.picked[2],
-                          &layout.integers, &n_known[0], &objects[1], &objects[2], &n_known[1], &objects[3],
-                          &objects[4], &objects[5], &objects[6], &objects[7], &objects[8]))
+                          &layout.integers, &known_docs_only, &n_known[0], &objects[1], &objects[2], &n_known[1],
+                          &objects[3], &objects[4], &objects[5], &objects[6], &objects[7], &objects[8]))
         return NULL;
     for (int k = 0; k < 3; k++) {
         if (layout.picked[k] < 0 || layout.picked[k] >= MAX_FIELDS || layout.picked[k] >= layout.n_fields) {
@@ -551,8 +676,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         }
     }
     PyObject *result = NULL;
-    Part part;
-    memset(&part, 0, sizeof part);
+    Scan scan;
+    memset(&scan, 0, sizeof scan);
     if (get_buffer(objects[0], &buffers[0], 0, size + PAD, "text") < 0) goto done;
     const unsigned char *data = buffers[0].view.buf;
     if (size < 1 || data[size - 1] != '\n' || data_start < 0 || data_start > size ||
@@ -565,38 +690,42 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     int64_t capacity = count_in(data + data_start, data + size, '\n');
     for (int k = 5; k < 9; k++)
         if (get_buffer(objects[k], &buffers[k], 1, capacity * 8, "an output") < 0) goto done;
-    part.text = data, part.lo = data_start, part.hi = size, part.layout = &layout;
-    part.query = buffers[5].view.buf, part.doc = buffers[6].view.buf, part.value = buffers[7].view.buf;
-    part.line = buffers[8].view.buf;
-    part.lines = count_in(data, data + data_start, '\n');
-    part.bad_count_line = -1, part.bad_number.row = -1;
-    if (names_init(&part.queries, data, n_known[0] + 1024) < 0 || names_init(&part.docs, data, n_known[1] + capacity / 4) < 0) {
+    scan.text = data, scan.end = size, scan.layout = &layout, scan.known_docs_only = known_docs_only;
+    scan.query = buffers[5].view.buf, scan.doc = buffers[6].view.buf, scan.value = buffers[7].view.buf;
+    scan.offset = buffers[8].view.buf;
+    scan.lines = count_in(data, data + data_start, '\n');
+    scan.bad_count_line = -1, scan.bad_number.row = -1, scan.repeated = scan.repeated_first = -1, scan.grouped = 1;
+    int64_t expected_docs = n_known[1] + (known_docs_only ? 0 : capacity / 2); /* growing costs more than slack */
+    if (names_init(&scan.queries, data, n_known[0] + 1024) < 0 || names_init(&scan.docs, data, expected_docs) < 0 ||
+        (known_docs_only && group_init(&scan.group) < 0)) {
         PyErr_NoMemory();
         goto done;
     }
-    if (intern_known(&part.queries, buffers[1].view.buf, buffers[2].view.buf, n_known[0], buffers[0].view.len) < 0 ||
-        intern_known(&part.docs, buffers[3].view.buf, buffers[4].view.buf, n_known[1], buffers[0].view.len) < 0)
+    if (intern_known(&scan.queries, buffers[1].view.buf, buffers[2].view.buf, n_known[0], buffers[0].view.len) < 0 ||
+        intern_known(&scan.docs, buffers[3].view.buf, buffers[4].view.buf, n_known[1], buffers[0].view.len) < 0)
         goto done;
-    scan_part(&part);
-    if (part.out_of_memory) {
+    scan_lines(&scan, data_start);
+    if (scan.out_of_memory) {
         PyErr_NoMemory();
         goto done;
     }
-    if (read_exact_scores(&part) < 0) goto done;
-    PyObject *queries = new_names(&part.queries, n_known[0]), *docs = new_names(&part.docs, n_known[1]);
+    if (read_exact_scores(&scan) < 0) goto done;
+    PyObject *queries = new_names(&scan.queries, n_known[0]), *docs = new_names(&scan.docs, n_known[1]);
     if (queries && docs)
-        result = Py_BuildValue("(LLL(LLL)NNO)", (long long)part.rows, (long long)part.bad_count_line,
-                               (long long)part.bad_count, (long long)part.bad_number.row,
-                               (long long)part.bad_number.start, (long long)part.bad_number.length, queries, docs,
-                               part.controls ? Py_True : Py_False);
+        result = Py_BuildValue("(LLL(LLL)(LL)ONNO)", (long long)scan.rows, (long long)scan.bad_count_line,
+                               (long long)scan.bad_count, (long long)scan.bad_number.row,
+                               (long long)scan.bad_number.start, (long long)scan.bad_number.length,
+                               (long long)scan.repeated, (long long)scan.repeated_first,
+                               scan.grouped ? Py_True : Py_False, queries, docs, scan.controls ? Py_True : Py_False);
     else {
         Py_XDECREF(queries);
         Py_XDECREF(docs);
     }
 done:
-    names_free(&part.queries);
-    names_free(&part.docs);
-    free(part.exact);
+    names_free(&scan.queries);
+    names_free(&scan.docs);
+    group_free(&scan.group);
+    free(scan.exact);
     release(buffers, 9);
     return result;
 }
@@ -636,11 +765,50 @@ done:
     return names;
 }
 
+PyDoc_STRVAR(fields_at_doc,
+"fields_at(text, size, offsets) -> list of str\n\n"
+"The UTF-8 fields that start at the given byte offsets (an int64 buffer) of a text ending in a newline, each up\n"
+"to the next C whitespace.");
+
+static PyObject *fields_at(PyObject *self, PyObject *args) {
+    Buffer buffers[2];
+    PyObject *objects[2], *names = NULL;
+    Py_ssize_t size;
+    memset(buffers, 0, sizeof buffers);
+    if (!PyArg_ParseTuple(args, "OnO", &objects[0], &size, &objects[1])) return NULL;
+    if (get_buffer(objects[0], &buffers[0], 0, size, "text") < 0 || get_buffer(objects[1], &buffers[1], 0, 0, "offsets") < 0)
+        goto done;
+    const unsigned char *text = buffers[0].view.buf;
+    const int64_t *offsets = buffers[1].view.buf;
+    Py_ssize_t n = buffers[1].view.len / 8;
+    if (size < 1 || text[size - 1] != '\n') {
+        PyErr_SetString(PyExc_ValueError, "the text must end in a newline");
+        goto done;
+    }
+    names = PyList_New(n);
+    for (Py_ssize_t i = 0; names && i < n; i++) {
+        if (offsets[i] < 0 || offsets[i] >= size) {
+            PyErr_SetString(PyExc_ValueError, "an offset lies outside the text");
+            Py_CLEAR(names);
+            break;
+        }
+        const unsigned char *p = text + offsets[i], *q = p;
+        while (!(CLASSES[*q] & SEPARATOR)) q++;
+        PyObject *name = PyUnicode_DecodeUTF8((const char *)p, q - p, "strict");
+        if (!name) Py_CLEAR(names);
+        else PyList_SET_ITEM(names, i, name);
+    }
+done:
+    release(buffers, 2);
+    return names;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
     {"first_data_line", first_data_line, METH_VARARGS, first_data_line_doc},
     {"count_byte", count_byte, METH_VARARGS, count_byte_doc},
     {"decode", decode, METH_VARARGS, decode_doc},
+    {"fields_at", fields_at, METH_VARARGS, fields_at_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -27,7 +27,7 @@ from .progress import progress_bar
 from .report import (bench_markdown, bench_table, dumps, format_result, metric_grid, result_json, result_markdown,
                      text_table)
 from .texts import read_texts
-from .trec import FORMATS as QRELS_FORMATS, read_qrels_file, read_run, write_run
+from .trec import FORMATS as QRELS_FORMATS, read_qrels_file, read_run_to_score, write_run
 
 if TYPE_CHECKING:
     from .cache import EmbeddingCache
@@ -778,7 +778,7 @@ def metrics_command(qrels, run_path, measure_names, ks, average, json_path):
     if not (judgments.relevance > 0).any():
         raise EvalfastError(f"{qrels}: no query has a relevant document (every relevance is 0 or less), so every "
                             "metric would be 0; check the relevance column")
-    run, run_query_names, _ = read_run(run_path, query_names, doc_names)
+    run, run_query_names = read_run_to_score(run_path, query_names, doc_names)
     in_run = (run.doc_ids >= 0).any(axis=1)
     mask, counts = averaged_queries(average, judgments.relevant_counts(), in_run)
     if not counts.queries_averaged:  # only --average both can be left with no query

@@ -53,10 +53,13 @@ def pack_rows(row: np.ndarray, value: np.ndarray, n_rows: int, fill: float, min_
     """Lay out a flat list as a left-aligned padded matrix.
 
     row int64 (n,) sorted ascending, value (n,) -> (n_rows, max(most values in a row, min_width)) of value's
-    dtype: row r holds its values in input order, then fill.
+    dtype: row r holds its values in input order, then fill (a view of value when every row is full).
     """
     counts = np.bincount(row, minlength=n_rows)
+    width = max(int(counts.max(initial=0)), min_width)
+    if row.size == n_rows * width:  # every row full (a run of one depth): the list is the matrix, row by row
+        return value.reshape(n_rows, width)
     column = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    out = np.full((n_rows, max(int(counts.max(initial=0)), min_width)), fill, dtype=value.dtype)
+    out = np.full((n_rows, width), fill, dtype=value.dtype)
     out[row, column] = value
     return out

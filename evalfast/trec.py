@@ -19,7 +19,8 @@ from evalfast.errors import EvalfastError
 from evalfast.qrels import Qrels, pair_keys
 from evalfast.run import Run, descending_name_rank, order_like_trec_eval, pack_rows
 from evalfast.texts import first_non_id, id_problem, shown
-from evalfast.trec_parse import MAX_INTEGER_DIGITS, Layout, Text, c_reads, decode, parse_table, read_text
+from evalfast.trec_parse import (MAX_INTEGER_DIGITS, Layout, Parsed, Text, c_reads, decode, fields_at, line_of,
+                                 parse_table, read_text)
 
 TREC_QRELS = Layout("trec", "TREC qrels", "qid 0 docid rel", 4, False, (0, 2, 3), ("qid", "docid", "relevance"), True)
 BEIR_QRELS = Layout("beir-tsv", "BEIR qrels TSV", "query-id corpus-id score", 3, False, (0, 1, 2),
@@ -31,23 +32,32 @@ FORMATS = {layout.format: f"{layout.kind} ({layout.columns})" for layout in (TRE
 
 @dataclass(frozen=True)
 class _Table:
-    """A TREC or BEIR file's data lines: query, doc int64 (n,) index the name lists; value float64 (n,)."""
+    """A TREC or BEIR file's data lines: query, doc int64 (n,) index the name lists (doc -1: a document not known,
+    when the parse did not number documents); value float64 (n,)."""
 
-    path: str
-    layout: Layout
-    lines: np.ndarray  # (n,) the 0-based line number of each data line
-    query: np.ndarray
-    doc: np.ndarray
-    value: np.ndarray
+    text: Text
+    parsed: Parsed
     query_names: list[str]
     doc_names: list[str]
 
+    @property
+    def query(self) -> np.ndarray:
+        return self.parsed.query
+
+    @property
+    def doc(self) -> np.ndarray:
+        return self.parsed.doc
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.parsed.values
+
     def line(self, row: int) -> int:
         """The line number of data row ``row`` (for error messages)."""
-        return int(self.lines[row]) + 1
+        return self.parsed.line(self.text, row)
 
     def where(self, row: int) -> str:
-        return f"{self.path} line {self.line(row)}"
+        return f"{self.text.path} line {self.line(row)}"
 
     def distinct(self, same_value_ok: bool) -> np.ndarray:
         """int64 indices of each (query, doc) pair's first line, sorted by (query, doc).
@@ -63,10 +73,14 @@ class _Table:
             i = np.argmin(np.where(clash, later, keys.size))
             a, b = earlier[i], later[i]
             detail = f" with {self.value[b]:g} instead of {self.value[a]:g}" if same_value_ok else ""
-            pair = f"query {self.query_names[self.query[b]]} doc {self.doc_names[self.doc[b]]}"
-            raise EvalfastError(f"{self.where(b)}: {pair} repeats line {self.line(a)}{detail}; keep one line per "
-                                "query and doc")
+            raise self.repeat_error(b, a, self.doc_names[self.doc[b]], detail)
         return order[np.r_[True, ~repeat]]
+
+    def repeat_error(self, row: int, earlier: int, doc_name: str, detail: str = "") -> EvalfastError:
+        """Row ``row`` lists the (query, doc) of row ``earlier`` again."""
+        pair = f"query {self.query_names[self.query[row]]} doc {doc_name}"
+        return EvalfastError(f"{self.where(row)}: {pair} repeats line {self.line(earlier)}{detail}; keep one line per "
+                             "query and doc")
 
 
 def _number_problem(field: bytes, what: str, integer: bool) -> str:
@@ -91,25 +105,27 @@ def _lines(names: list[str]) -> bytes:
 
 
 def _read_table(path: str | os.PathLike[str], choose: Callable[[Text, list[bytes], int], Layout], expected: str,
-                query_names: list[str], doc_names: list[str]) -> _Table:
+                query_names: list[str], doc_names: list[str], known_docs_only: bool = False) -> _Table:
     """Parse the qid, docid and number of each data line of a TREC or BEIR file.
 
-    Unseen names are appended to copies of query_names and doc_names, numbered in order of first appearance;
-    a number that is not plain C syntax, and a name that is not an id, are EvalfastErrors naming their first line.
+    Unseen names are appended to copies of query_names and doc_names, numbered in order of first appearance
+    (unseen documents only where the parse numbered them: see parse_table's known_docs_only); a number that is not
+    plain C syntax, and a name that is not an id, are EvalfastErrors naming their first line.
     """
     text = read_text(path, _lines(query_names) + _lines(doc_names))
     known_queries, known_docs = text.appended_lines([len(query_names), len(doc_names)])
-    parsed = parse_table(text, lambda first, line: choose(text, first, line), expected, known_queries, known_docs)
+    parsed = parse_table(text, lambda first, line: choose(text, first, line), expected, known_queries, known_docs,
+                         known_docs_only)
     layout = parsed.layout
     if parsed.bad_number is not None:
         row, start, length = parsed.bad_number
         field = text.data[start:start + length].tobytes()
-        raise EvalfastError(f"{text.path} line {parsed.lines[row] + 1}: "
+        raise EvalfastError(f"{text.path} line {line_of(text, start)}: "
                             f"{_number_problem(field, layout.names[2], layout.integers)}")
     (query_start, query_length, query_first), (doc_start, doc_length, doc_first) = parsed.new_queries, parsed.new_docs
     all_queries = query_names + decode(text, query_start, query_length)
     all_docs = doc_names + decode(text, doc_start, doc_length)
-    table = _Table(text.path, layout, parsed.lines, parsed.query, parsed.doc, parsed.values, all_queries, all_docs)
+    table = _Table(text, parsed, all_queries, all_docs)
     first_bad = []
     for names, known, first, field_name in ((all_queries, len(query_names), query_first, layout.names[0]),
                                            (all_docs, len(doc_names), doc_first, layout.names[1])):
@@ -152,7 +168,7 @@ def read_qrels_file(path: str | os.PathLike[str]) -> QrelsFile:
     table = _read_table(path, _qrels_layout, f"'{TREC_QRELS.columns}' or '{BEIR_QRELS.columns}'", [], [])
     keep = table.distinct(same_value_ok=True)
     qrels = Qrels(table.query[keep], table.doc[keep], table.value[keep], len(table.query_names), len(table.doc_names))
-    return QrelsFile(qrels, table.query_names, table.doc_names, table.layout.format)
+    return QrelsFile(qrels, table.query_names, table.doc_names, table.parsed.layout.format)
 
 
 def read_qrels(path: str | os.PathLike[str]) -> tuple[Qrels, list[str], list[str]]:
@@ -168,27 +184,43 @@ def _grouped_by(query: np.ndarray, n_queries: int) -> np.ndarray | slice:
     return np.argsort(query.astype(np.uint16) if n_queries <= 1 << 16 else query, kind="stable")  # radix for uint16
 
 
-def _trec_eval_order(doc_ids: np.ndarray, scores: np.ndarray, doc_names: list[str]) -> Run:
-    """order_like_trec_eval(doc_ids, scores float64, names' rank), the names ranked only for documents tied on a
+def _trec_eval_order(doc_ids: np.ndarray, scores: np.ndarray, names_of: Callable[[np.ndarray], list[str]]) -> Run:
+    """order_like_trec_eval(doc_ids, scores float64, names' rank), names_of(ids) asked only for documents tied on a
     score."""
-    key = np.where(doc_ids >= 0, -scores, np.nan)  # NaN: no hit, sorted last
     if not (scores[:, :-1] >= scores[:, 1:]).all():  # most runs are written best first (padding is -inf)
-        order = np.argsort(key, axis=1)
+        order = np.argsort(np.where(doc_ids >= 0, -scores, np.nan), axis=1)  # NaN: no hit, sorted last
         doc_ids, scores = np.take_along_axis(doc_ids, order, 1), np.take_along_axis(scores, order, 1)
-        key = np.take_along_axis(key, order, 1)
-    tied = key[:, 1:] == key[:, :-1]
+    tied = (scores[:, 1:] == scores[:, :-1]) & (doc_ids[:, 1:] >= 0)  # hits come first: a hit after a hit
     rows = np.flatnonzero(tied.any(axis=1))
     if rows.size:  # settle each tie as trec_eval does: docid descending
-        in_tie = np.zeros(key.shape, bool)
+        in_tie = np.zeros(doc_ids.shape, bool)
         in_tie[:, 1:] |= tied
         in_tie[:, :-1] |= tied
         docs = np.unique(doc_ids[in_tie])
-        rank = np.zeros(len(doc_names), np.int64)
-        rank[docs] = descending_name_rank(np.asarray(doc_names, dtype=object)[docs])
+        rank = np.zeros(int(doc_ids[rows].max()) + 1, np.int64)  # the rows' other documents rank 0: not tied
+        rank[docs] = descending_name_rank(names_of(docs))
         settled = order_like_trec_eval(doc_ids[rows], scores[rows], rank)
         doc_ids[rows], scores[rows] = settled.doc_ids, settled.scores
     with np.errstate(over="ignore"):  # a score past float32's range is stored as infinity; it was ranked as read
         return Run(doc_ids, scores)
+
+
+def _ranked(table: _Table, doc: np.ndarray, names_of: Callable[[np.ndarray], list[str]]) -> Run:
+    """The table's lines as a Run (row i: query i), documents ``doc``, a (query, doc) pair listed twice refused."""
+    rows = _grouped_by(table.query, len(table.query_names))
+    query = table.query[rows]
+    doc_ids = pack_rows(query, doc[rows], len(table.query_names), -1)
+    if table.parsed.repeated is not None:  # found as the lines were read
+        row, earlier = table.parsed.repeated
+        raise table.repeat_error(row, earlier, fields_at(table.text, table.parsed.offsets[[row]])[0])
+    if table.parsed.docs_numbered:
+        ordered = np.sort(doc_ids, axis=1)
+        if ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any():
+            table.distinct(same_value_ok=False)  # names the first repeated line
+        del ordered
+    scores = pack_rows(query, table.value[rows], len(table.query_names), -np.inf)
+    del rows, query
+    return _trec_eval_order(doc_ids, scores, names_of)
 
 
 def read_run(
@@ -202,17 +234,29 @@ def read_run(
     padded with -1 / -inf to the deepest query. A (qid, docid) pair listed twice is an error.
     """
     table = _read_table(path, lambda text, first, line: TREC_RUN, repr(TREC_RUN.columns), query_names, doc_names)
-    query_names, doc_names = table.query_names, table.doc_names
-    rows = _grouped_by(table.query, len(query_names))
-    query = table.query[rows]
-    doc_ids = pack_rows(query, table.doc[rows], len(query_names), -1)
-    ordered = np.sort(doc_ids, axis=1)
-    if ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any():
-        table.distinct(same_value_ok=False)  # names the first repeated line
-    del ordered
-    scores = pack_rows(query, table.value[rows], len(query_names), -np.inf)
-    del table, rows, query
-    return _trec_eval_order(doc_ids, scores, doc_names), query_names, doc_names
+    names = np.asarray(table.doc_names, dtype=object)
+    return _ranked(table, table.doc, lambda ids: names[ids].tolist()), table.query_names, table.doc_names
+
+
+def read_run_to_score(path: str | os.PathLike[str], query_names: list[str], doc_names: list[str]
+                      ) -> tuple[Run, list[str]]:
+    """read_run for scoring against qrels of these names -> (Run, extended query names), faster: a document absent
+    from doc_names needs no name, so it may get an id of its own line's, len(doc_names) + its row, and two lines
+    naming one such document two ids (both unjudged). Everything read_run refuses is refused alike.
+    """
+    table = _read_table(path, lambda text, first, line: TREC_RUN, repr(TREC_RUN.columns), query_names, doc_names,
+                        known_docs_only=True)
+    if table.parsed.docs_numbered:
+        names = np.asarray(table.doc_names, dtype=object)
+        return _ranked(table, table.doc, lambda ids: names[ids].tolist()), table.query_names
+    known = len(doc_names)
+    doc = np.where(table.doc >= 0, table.doc, known + np.arange(table.doc.size))
+
+    def names_of(ids: np.ndarray) -> list[str]:
+        named = np.asarray(doc_names, dtype=object)[ids[ids < known]].tolist()
+        return named + fields_at(table.text, table.parsed.offsets[ids[ids >= known] - known])  # ids are sorted
+
+    return _ranked(table, doc, names_of), table.query_names
 
 
 def write_run(path: str | os.PathLike[str], run: Run, query_names: list[str], doc_names: list[str], tag: str) -> None:

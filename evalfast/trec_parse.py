@@ -122,7 +122,6 @@ class Fields:
 
     start: np.ndarray  # (3, n): byte offset in Text.data of each picked field of each data line
     length: np.ndarray  # (3, n)
-    lines: np.ndarray  # (n,) the 0-based line number of each data line
 
     def column(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(start, length) of picked field i."""
@@ -194,6 +193,13 @@ def _check_text(text: Text) -> tuple[int, bool]:
     return _newlines(text), ascii
 
 
+def line_of(text: Text, offset: int) -> int:
+    """The 1-based line holding byte ``offset`` of the text."""
+    if _tablescan is not None:
+        return _tablescan.count_byte(text.data, offset, NEWLINE) + 1
+    return int(np.count_nonzero(text.data[:offset] == NEWLINE)) + 1
+
+
 def _empty(text: Text, layout: Layout | None, expected: str) -> EvalfastError:
     return EvalfastError(f"{text.path}: file is empty (blank lines, comments or a header only); expected lines of "
                          f"{repr(layout.columns) if layout else expected}")
@@ -209,7 +215,6 @@ def read_fields(text: Text, choose: Callable[[list[bytes], int], Layout], expect
     capacity, _ = _check_text(text)
     offset = np.int32 if text.data.size < 2**31 else np.int64
     starts, lengths = np.empty((3, capacity), offset), np.empty((3, capacity), offset)
-    line_numbers = np.empty(capacity, np.int64)
     layout: Layout | None = None
     filled = lines_before = 0
     for lo, hi in _chunks(text):
@@ -229,12 +234,11 @@ def read_fields(text: Text, choose: Callable[[list[bytes], int], Layout], expect
             picked_start = start[picked]
             np.add(picked_start, lo, out=starts[:, filled: filled + lines.size], casting="unsafe")
             np.subtract(end[picked], picked_start, out=lengths[:, filled: filled + lines.size], casting="unsafe")
-            np.add(lines, lines_before, out=line_numbers[filled: filled + lines.size])
             filled += lines.size
         lines_before += counts.size
     if not filled:
         raise _empty(text, layout, expected)
-    return layout, Fields(starts[:, :filled], lengths[:, :filled], line_numbers[:filled])
+    return layout, Fields(starts[:, :filled], lengths[:, :filled])
 
 
 def _field_count_problem(text: Text, layout: Layout, count: int, line: int) -> EvalfastError:
@@ -558,22 +562,36 @@ class Parsed:
     """A file's data lines read: ids numbered (the known names first, then new ones in order of first appearance)."""
 
     layout: Layout
-    lines: np.ndarray  # int64 (n,): the 0-based line number of each data line
+    offsets: np.ndarray  # (n,): the byte offset of each data line's document field (line_of gives its line)
     query: np.ndarray  # int64 (n,)
-    doc: np.ndarray  # int64 (n,)
+    doc: np.ndarray  # int64 (n,); -1 for a document not known, unless docs_numbered
     values: np.ndarray  # float64 (n,): scores, or relevance labels
     new_queries: tuple[np.ndarray, np.ndarray, np.ndarray]  # start, length and first row of each new name
     new_docs: tuple[np.ndarray, np.ndarray, np.ndarray]
     bad_number: tuple[int, int, int] | None  # row, start and length of the first number not read, else None
     plain_ids: bool  # every name is known to be an id (ASCII without control characters); else check them
+    docs_numbered: bool = True  # else only known documents have ids, and repeated is checked
+    repeated: tuple[int, int] | None = None  # a row listing its query's document again, and the earlier row
+
+    def line(self, text: Text, row: int) -> int:
+        """The 1-based line of data row ``row``."""
+        return line_of(text, int(self.offsets[row]))
 
 
 def parse_table(text: Text, choose: Callable[[list[bytes], int], Layout], expected: str,
-                known_queries: tuple[np.ndarray, np.ndarray], known_docs: tuple[np.ndarray, np.ndarray]) -> Parsed:
+                known_queries: tuple[np.ndarray, np.ndarray], known_docs: tuple[np.ndarray, np.ndarray],
+                known_docs_only: bool = False) -> Parsed:
     """Every data line of ``text``: read_fields' layout and checks, its ids interned after the known (start, length)
-    names, its numbers parsed."""
-    return (_parse_natively if _tablescan is not None else _parse_with_numpy)(text, choose, expected, known_queries,
-                                                                              known_docs)
+    names, its numbers parsed.
+
+    With ``known_docs_only``, documents may be looked up among the known ones only (a run scored against qrels
+    needs no other's name) and each query's repeated document found as it is read: the native reader does so when
+    each query's lines come together and every id is plain ASCII (docs_numbered False, then), else every document
+    is numbered.
+    """
+    if _tablescan is None:
+        return _parse_with_numpy(text, choose, expected, known_queries, known_docs)
+    return _parse_natively(text, choose, expected, known_queries, known_docs, known_docs_only)
 
 
 def _parse_with_numpy(text: Text, choose: Callable[[list[bytes], int], Layout], expected: str,
@@ -585,27 +603,40 @@ def _parse_with_numpy(text: Text, choose: Callable[[list[bytes], int], Layout], 
     new = [(fields.start[i, first].astype(np.int64), fields.length[i, first].astype(np.int64), first)
            for i, first in ((0, query_first), (1, doc_first))]
     bad_number = None if bad is None else (bad, int(fields.start[2, bad]), int(fields.length[2, bad]))
-    return Parsed(layout, fields.lines, query, doc, np.asarray(values, np.float64), *new, bad_number, False)
+    return Parsed(layout, fields.start[1], query, doc, np.asarray(values, np.float64), *new, bad_number, False)
 
 
 def _parse_natively(text: Text, choose: Callable[[list[bytes], int], Layout], expected: str,
-                    known_queries: tuple[np.ndarray, np.ndarray], known_docs: tuple[np.ndarray, np.ndarray]) -> Parsed:
+                    known_queries: tuple[np.ndarray, np.ndarray], known_docs: tuple[np.ndarray, np.ndarray],
+                    known_docs_only: bool) -> Parsed:
     capacity, ascii = _check_text(text)
     first = _tablescan.first_data_line(text.data, text.size) if text.size else None
     if first is None:
         raise _empty(text, None, expected)
     line, lo, hi = first
     layout = choose(text.data[lo:hi].tobytes().split(), line + 1)
-    query, doc, lines = (np.empty(capacity, np.int64) for _ in range(3))
+    query, doc, offsets = (np.empty(capacity, np.int64) for _ in range(3))
     values = np.empty(capacity)
     known = [(k[0].size, *(np.ascontiguousarray(a, np.int64) for a in k)) for k in (known_queries, known_docs)]
     shape = (layout.n_fields, layout.more_fields_ok, *layout.picked, layout.integers)
-    rows, bad_line, bad_count, bad_number, *new, controls = _tablescan.scan(
-        text.data, hi + 1 if layout.header else 0, text.size, shape, *known, query, doc, values, lines)
+    data_start = hi + 1 if layout.header else 0
+    while True:
+        rows, bad_line, bad_count, bad_number, repeated, grouped, *new, controls = _tablescan.scan(
+            text.data, data_start, text.size, shape, known_docs_only, *known, query, doc, values, offsets)
+        if not known_docs_only or (grouped and ascii and not controls):
+            break
+        known_docs_only = False  # a query's lines come apart, or an id may not be one: number every document
     if bad_line >= 0:
         raise _field_count_problem(text, layout, bad_count, bad_line)
     if not rows:
         raise _empty(text, layout, expected)
     new_queries, new_docs = (tuple(np.frombuffer(column, np.int64) for column in names) for names in new)
-    return Parsed(layout, lines[:rows], query[:rows], doc[:rows], values[:rows], new_queries, new_docs,
-                  None if bad_number[0] < 0 else bad_number, ascii and not controls)
+    return Parsed(layout, offsets[:rows], query[:rows], doc[:rows], values[:rows], new_queries, new_docs,
+                  None if bad_number[0] < 0 else bad_number, ascii and not controls, not known_docs_only,
+                  repeated if repeated[0] >= 0 else None)
+
+
+def fields_at(text: Text, offsets: np.ndarray) -> list[str]:
+    """The fields that start at the given byte offsets, each up to the next C whitespace, as str (the names of
+    documents a native parse looked up and did not number)."""
+    return _tablescan.fields_at(text.data, text.size, np.ascontiguousarray(offsets, np.int64))

@@ -3,7 +3,8 @@
 Random lines of tricky fields (ids of 15, 16 and 17 bytes sharing their first 16, control characters, non-UTF-8
 bytes, numbers of every syntax, comments, blank lines, C whitespace of every kind, too few or too many fields) are
 read both ways, as qrels and as a run, with and without known names: both must read the same names, numbers and
-lines, or refuse with the same message. test_trec_readers.py holds both to trec_eval's rules.
+lines, or refuse with the same message; and read_run_to_score (which looks documents up among the known ones
+only) must give what read_run gives, but for the ids of documents absent from the qrels. test_trec_readers.py holds both to trec_eval's rules.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from evalfast import trec_parse
 from evalfast.errors import EvalfastError
-from evalfast.trec import read_qrels_file, read_run
+from evalfast.trec import read_qrels_file, read_run, read_run_to_score
 
 pytestmark = pytest.mark.skipif(trec_parse._tablescan is None, reason="evalfast._tablescan is not built")
 
@@ -64,6 +65,21 @@ def outcome(read, path: Path):
     return query_names, doc_names, run.doc_ids.tolist(), np.where(np.isnan(run.scores), 0, run.scores).tolist()
 
 
+def to_score(path: Path, query_names: list[str], doc_names: list[str]):
+    """read_run_to_score's Run and query names, its documents absent from doc_names all -2 (unjudged), as a
+    read_run result."""
+    run, names = read_run_to_score(path, query_names, doc_names)
+    run.doc_ids[run.doc_ids >= len(doc_names)] = -2
+    return run, names, doc_names
+
+
+def read_to_score(path: Path, query_names: list[str], doc_names: list[str]):
+    """read_run's result with the same documents -2: what read_run_to_score must give."""
+    run, names, _ = read_run(path, query_names, doc_names)
+    run.doc_ids[run.doc_ids >= len(doc_names)] = -2
+    return run, names, doc_names
+
+
 def both_ways(read, path: Path):
     native = outcome(read, path)
     with pytest.MonkeyPatch.context() as patch:
@@ -80,9 +96,11 @@ def test_random_files_read_the_same_both_ways(file_lines: list[bytes], ends_in_n
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "table.txt"
         path.write_bytes(text)
-        for read in (read_qrels_file, lambda p: read_run(p, [], []), lambda p: read_run(p, ["q2", "a"], ["d", PREFIX.decode()])):
+        known = ["q2", "a"], ["d", PREFIX.decode()]
+        for read in (read_qrels_file, lambda p: read_run(p, [], []), lambda p: read_run(p, *known)):
             native, numpy = both_ways(read, path)
             assert native == numpy
+        assert both_ways(lambda p: to_score(p, *known), path) == both_ways(lambda p: read_to_score(p, *known), path)
 
 
 def test_a_large_file_reads_the_same_both_ways(tmp_path: Path) -> None:
@@ -96,3 +114,30 @@ def test_a_large_file_reads_the_same_both_ways(tmp_path: Path) -> None:
     native, numpy = both_ways(lambda p: read_run(p, ["q7"], docs[:50]), path)
     assert native[0] != "refused"
     assert native == numpy
+
+
+@pytest.mark.parametrize("doc", ["d7", PREFIX.decode() + "unjudged", "unjudged"], ids=["judged", "17 bytes", "short"])
+def test_a_document_listed_twice_in_a_grouped_run_is_refused_alike(tmp_path: Path, doc: str) -> None:
+    """read_run_to_score finds a query's repeated document as it reads (the run is grouped by query), judged or not,
+    and says what read_run says."""
+    lines = [f"q1 Q0 {name} {rank} {10 - rank} run\n" for rank, name in enumerate(["d7", "x", doc, "y"], 1)]
+    lines[2:2] = [f"q1 Q0 {doc} 9 0.5 run\n"] if doc != "d7" else []
+    path = tmp_path / "run.txt"
+    path.write_text("".join(["q0 Q0 d7 1 1 run\n", *lines, "q2 Q0 d7 1 1 run\n"]))
+    with pytest.raises(EvalfastError) as scored:
+        read_run_to_score(path, ["q1"], ["d7"])
+    with pytest.raises(EvalfastError) as read:
+        read_run(path, ["q1"], ["d7"])
+    assert str(scored.value) == str(read.value)
+    assert "repeats line" in str(scored.value)
+
+
+def test_a_run_whose_query_comes_back_is_read_whole(tmp_path: Path) -> None:
+    """When a query's lines come apart, its document repeated across them is still found (the lines are read again,
+    every document numbered), and an unrepeated run reads as read_run reads it."""
+    path = tmp_path / "run.txt"
+    path.write_text("q1 Q0 a 1 3 run\nq2 Q0 b 1 2 run\nq1 Q0 a 2 1 run\n")
+    with pytest.raises(EvalfastError, match="line 3: query q1 doc a repeats line 1"):
+        read_run_to_score(path, [], ["b"])
+    path.write_text("q1 Q0 a 1 3 run\nq2 Q0 b 1 2 run\nq1 Q0 c 2 1 run\n")
+    assert both_ways(lambda p: to_score(p, [], ["b"]), path) == both_ways(lambda p: read_to_score(p, [], ["b"]), path)
