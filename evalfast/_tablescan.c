@@ -12,14 +12,13 @@
  * and numbering them would fill a table many times larger; each query's documents are then checked for a repeat
  * in a small table of their own, which needs each query's lines together (the scan says when they are not).
  * (Two threads, each with its tables, then merged, were measured no faster on two cores, and took 115 MB more on
- * 2 M lines.) The bytes of the text must be followed by at least PAD readable bytes (trec_parse.PAD).
+ * 2 M lines.) The text may be a read-only mapping of the file: nothing is read past its end, which is a newline.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
 
-#define PAD 16                /* readable bytes needed past the text's end and past each known name */
 #define MAX_FIELDS 16         /* the last field a layout may pick is field MAX_FIELDS - 1 (0-based) */
 #define BATCH 32              /* lines tokenised ahead of their lookups, so the table's slots can be fetched early */
 #define EXACT_DIGITS 15       /* m * 10^p is one correctly rounded operation for m < 10^15 and |p| <= 22 */
@@ -57,11 +56,11 @@ typedef struct {
 } Slot;
 
 typedef struct {
-    const unsigned char *text;
     Slot *slots;
     size_t mask;
     int64_t count, capacity;
-    int64_t *start, *length, *first_row; /* per id */
+    const unsigned char **at;            /* per id: where its name is (the text, or the known names' buffer) */
+    int64_t *length, *first_row;         /* per id */
     int64_t last_id;                     /* the previous field's: a run lists one query's lines together */
     Key last_key;
     uint32_t last_length;
@@ -97,10 +96,22 @@ static inline uint64_t load_word(const unsigned char *p, int64_t n) {
     return n > 0 ? partial_word(p, n) : 0;
 }
 
-static inline Key key_of(const unsigned char *p, int64_t n) {
-    Key key = {(uint64_t)n * 0x9E3779B97F4A7C15ULL, {load_word(p, n), load_word(p + 8, n - 8)}};
+/* The n < 8 bytes at p as a word, zero past them, reading nothing past them. */
+static inline uint64_t copied_word(const unsigned char *p, int64_t n) {
+    uint64_t word = 0;
+    if (n > 0) memcpy(&word, p, (size_t)(n < 8 ? n : 8));
+    return word;
+}
+
+/* The key of the n bytes at p, nothing read at or past ``limit`` (the buffer's end): whole words are loaded, and
+ * masked, where the buffer has room past the name; near its end, only the name's bytes are copied. Both give the
+ * same words. */
+static inline Key key_of(const unsigned char *p, int64_t n, const unsigned char *limit) {
+    int room = limit - p >= (n > 16 ? n : 16) + 8;
+    uint64_t (*word)(const unsigned char *, int64_t) = room ? load_word : copied_word;
+    Key key = {(uint64_t)n * 0x9E3779B97F4A7C15ULL, {word(p, n), n > 8 ? word(p + 8, n - 8) : 0}};
     key.hash = mix(mix(key.hash ^ key.word[0]) ^ key.word[1]);
-    for (int64_t i = 16; i < n; i += 8) key.hash = mix(key.hash ^ load_word(p + i, n - i));
+    for (int64_t i = 16; i < n; i += 8) key.hash = mix(key.hash ^ word(p + i, n - i));
     return key;
 }
 
@@ -115,23 +126,22 @@ static Slot *empty_slots(size_t size) {
     return slots;
 }
 
-static int names_init(Names *names, const unsigned char *text, int64_t expected) {
+static int names_init(Names *names, int64_t expected) {
     size_t size = 1024;
     while (size < (size_t)expected * 2) size <<= 1;
-    names->text = text;
     names->mask = size - 1;
     names->slots = empty_slots(size);
     names->capacity = 1024;
-    names->start = malloc(names->capacity * sizeof(int64_t));
+    names->at = malloc(names->capacity * sizeof(*names->at));
     names->length = malloc(names->capacity * sizeof(int64_t));
     names->first_row = malloc(names->capacity * sizeof(int64_t));
     names->last_id = -1;
-    return names->slots && names->start && names->length && names->first_row ? 0 : -1;
+    return names->slots && names->at && names->length && names->first_row ? 0 : -1;
 }
 
 static void names_free(Names *names) {
     free(names->slots);
-    free(names->start);
+    free(names->at);
     free(names->length);
     free(names->first_row);
     memset(names, 0, sizeof *names);
@@ -148,7 +158,10 @@ static int grow_column(int64_t **column, int64_t capacity) {
 static int names_make_room(Names *names) {
     if (names->count == names->capacity) {
         int64_t capacity = names->capacity * 2;
-        if (grow_column(&names->start, capacity) || grow_column(&names->length, capacity) ||
+        const unsigned char **at = realloc(names->at, capacity * sizeof(*at));
+        if (!at) return -1;
+        names->at = at;
+        if (grow_column(&names->length, capacity) ||
             grow_column(&names->first_row, capacity))
             return -1;
         names->capacity = capacity;
@@ -178,14 +191,13 @@ static inline int same_name(const Names *names, int64_t id, const Key *id_key, u
                             const unsigned char *p, int64_t n) {
     if (!same_key(id_key, key)) return 0;
     if (n <= 16) return id_length == n;
-    return names->length[id] == n && memcmp(names->text + names->start[id], p, (size_t)n) == 0;
+    return names->length[id] == n && memcmp(names->at[id], p, (size_t)n) == 0;
 }
 
 static inline uint32_t capped_length(int64_t n) { return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n; }
 
-/* The id of the name at ``start`` whose key is given, or -1 when it has none. */
-static int64_t names_find(Names *names, const Key *key, int64_t start, int64_t n) {
-    const unsigned char *p = names->text + start;
+/* The id of the n bytes at p, whose key is given, or -1 when they have none. */
+static int64_t names_find(Names *names, const Key *key, const unsigned char *p, int64_t n) {
     if (names->last_id >= 0 && same_name(names, names->last_id, &names->last_key, names->last_length, key, p, n))
         return names->last_id;
     for (size_t i = key->hash & names->mask; names->slots[i].id; i = (i + 1) & names->mask) {
@@ -199,13 +211,13 @@ static int64_t names_find(Names *names, const Key *key, int64_t start, int64_t n
     return -1;
 }
 
-/* The id of the name at ``start``, a new one (first seen at ``row``) when it has none; -1 when out of memory. */
-static int64_t names_id(Names *names, const Key *key, int64_t start, int64_t n, int64_t row) {
-    int64_t id = names_find(names, key, start, n);
+/* The id of the n bytes at p, a new one (first seen at ``row``) when they have none; -1 when out of memory. */
+static int64_t names_id(Names *names, const Key *key, const unsigned char *p, int64_t n, int64_t row) {
+    int64_t id = names_find(names, key, p, n);
     if (id >= 0) return id;
     if (names->count >= UINT32_MAX - 1 || names_make_room(names) < 0) return -1;
     id = names->count++;
-    names->start[id] = start, names->length[id] = n, names->first_row[id] = row;
+    names->at[id] = p, names->length[id] = n, names->first_row[id] = row;
     size_t i = key->hash & names->mask;
     while (names->slots[i].id) i = (i + 1) & names->mask;
     Slot slot = {key->hash, {key->word[0], key->word[1]}, (uint32_t)(id + 1), capped_length(n)};
@@ -385,10 +397,11 @@ static int64_t group_add(Group *group, const unsigned char *text, const Key *key
 }
 
 typedef struct {
-    const unsigned char *text;
-    Py_ssize_t end; /* the text's size: it ends in a newline */
+    const unsigned char *text, *limit; /* limit: the text buffer's end */
+    Py_ssize_t end;                    /* the text's size: it ends in a newline */
     const Layout *layout;
     int known_docs_only; /* documents are looked up among the known ones, not numbered */
+    int64_t n_known_docs;
     Names queries, docs;
     Group group;
     int64_t *query, *doc, *offset; /* outputs, one per data line; offset: the document field's first byte */
@@ -464,20 +477,22 @@ static int tokenise(Scan *scan, Py_ssize_t *pos, Row *rows) {
         Row *row = &rows[n++];
         for (int k = 0; k < 3; k++) row->start[k] = start[layout->picked[k]], row->length[k] = length[layout->picked[k]];
         scan->lines++;
-        row->doc = key_of(text + row->start[1], row->length[1]);
+        row->doc = key_of(text + row->start[1], row->length[1], scan->limit);
         prefetch_slot(&scan->docs, row->doc.hash);
     }
     return n;
 }
 
-/* The document of a row: its id, or (known_docs_only) -1 for one not known, after checking that its query does
+/* The document of a row: its id, or (known_docs_only) for one not known, the number of known names + the row,
+ * after checking that its query does
  * not list it twice. 0, or -1 out of memory. */
 static int document(Scan *scan, const Row *row, int64_t r, int64_t q, int64_t *d) {
     if (!scan->known_docs_only) {
-        *d = names_id(&scan->docs, &row->doc, row->start[1], row->length[1], r);
+        *d = names_id(&scan->docs, &row->doc, scan->text + row->start[1], row->length[1], r);
         return *d < 0 ? -1 : 0;
     }
-    *d = names_find(&scan->docs, &row->doc, row->start[1], row->length[1]);
+    *d = names_find(&scan->docs, &row->doc, scan->text + row->start[1], row->length[1]);
+    if (*d < 0) *d = scan->n_known_docs + r;
     if (q != scan->group.query) {
         int before = group_start(&scan->group, q);
         if (before < 0) return -1;
@@ -497,8 +512,9 @@ static void scan_lines(Scan *scan, Py_ssize_t pos) {
         for (int k = 0; k < n && scan->grouped; k++, scan->rows++) {
             const Row *row = &rows[k];
             int64_t r = scan->rows, d;
-            Key query = key_of(scan->text + row->start[0], row->length[0]);
-            int64_t q = names_id(&scan->queries, &query, row->start[0], row->length[0], r);
+            const unsigned char *query_name = scan->text + row->start[0];
+            Key query = key_of(query_name, row->length[0], scan->limit);
+            int64_t q = names_id(&scan->queries, &query, query_name, row->length[0], r);
             if (q < 0 || document(scan, row, r, q, &d) < 0) {
                 scan->out_of_memory = 1;
                 return;
@@ -551,7 +567,7 @@ static PyObject *first_data_line(PyObject *self, PyObject *args) {
     Py_ssize_t size;
     int64_t line = 0;
     if (!PyArg_ParseTuple(args, "On", &text.view.obj, &size)) return NULL;
-    if (get_buffer(text.view.obj, &text, 0, size + PAD, "text") < 0 || size < 1 ||
+    if (get_buffer(text.view.obj, &text, 0, size, "text") < 0 || size < 1 ||
         ((const unsigned char *)text.view.buf)[size - 1] != '\n') {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "the text must end in a newline");
         release(&text, 1);
@@ -589,29 +605,27 @@ static PyObject *count_byte(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(count);
 }
 
-static PyObject *new_names(const Names *names, int64_t known) {
-    PyObject *columns[3] = {NULL, NULL, NULL};
-    const int64_t *sources[3] = {names->start, names->length, names->first_row};
-    for (int k = 0; k < 3; k++) {
-        columns[k] = PyBytes_FromStringAndSize((const char *)(sources[k] + known),
-                                               (Py_ssize_t)((names->count - known) * sizeof(int64_t)));
-        if (!columns[k]) {
-            Py_XDECREF(columns[0]);
-            Py_XDECREF(columns[1]);
-            return NULL;
-        }
-    }
-    return Py_BuildValue("(NNN)", columns[0], columns[1], columns[2]);
+/* (start, length, first row) int64 bytes of the names after the known ones, which all lie in the text. */
+static PyObject *new_names(const Names *names, int64_t known, const unsigned char *text) {
+    Py_ssize_t n = (Py_ssize_t)(names->count - known), bytes = n * (Py_ssize_t)sizeof(int64_t);
+    PyObject *start = PyBytes_FromStringAndSize(NULL, bytes);
+    if (!start) return NULL;
+    int64_t *offsets = (int64_t *)PyBytes_AS_STRING(start);
+    for (Py_ssize_t i = 0; i < n; i++) offsets[i] = names->at[known + i] - text;
+    return Py_BuildValue("(Ny#y#)", start, (const char *)(names->length + known), bytes,
+                         (const char *)(names->first_row + known), bytes);
 }
 
-static int intern_known(Names *names, const int64_t *start, const int64_t *length, Py_ssize_t n, Py_ssize_t size) {
+/* Numbers the n known names, at base + start[i] in a buffer of ``size`` bytes. */
+static int intern_known(Names *names, const unsigned char *base, Py_ssize_t size, const int64_t *start,
+                        const int64_t *length, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (start[i] < 0 || length[i] < 0 || start[i] + length[i] + PAD > size) {
-            PyErr_SetString(PyExc_ValueError, "a known name lies outside the text buffer's padded end");
+        if (start[i] < 0 || length[i] < 0 || start[i] + length[i] > size) {
+            PyErr_SetString(PyExc_ValueError, "a known name lies outside its buffer");
             return -1;
         }
-        Key key = key_of(names->text + start[i], length[i]);
-        if (names_id(names, &key, start[i], length[i], -1) < 0) {
+        Key key = key_of(base + start[i], length[i], base + size);
+        if (names_id(names, &key, base + start[i], length[i], -1) < 0) {
             PyErr_NoMemory();
             return -1;
         }
@@ -624,9 +638,11 @@ PyDoc_STRVAR(scan_doc,
 "-> result\n\n"
 "Reads the data lines of text[data_start:size] (data_start: the start of a line; lines before it are counted).\n"
 "layout: (n_fields, more_fields_ok, query field, doc field, number field, integers), the fields 0-based.\n"
-"known_docs_only: documents are looked up among the known ones (-1 when absent) instead of numbered, and each\n"
-"query's lines are checked for a document listed twice, which needs each query's lines together.\n"
-"known_*: (n, start, length) of names numbered first, start and length int64 buffers. query, doc (int64), value\n"
+"known_docs_only: documents are looked up among the known ones instead of numbered (one absent gets the number\n"
+"of known names + its row), and each query's lines are checked for a document listed twice, which needs each\n"
+"query's lines together.\n"
+"known_*: (n, names, start, length): n names numbered first, at names[start[i]:start[i] + length[i]] (start and\n"
+"length int64 buffers; names any bytes buffer, the text itself or another). query, doc (int64), value\n"
 "(float64) and offset (int64: the document field's first byte) are filled for each data line; they must hold\n"
 "one item per newline from data_start on.\n"
 "result: (rows, bad_count_line, bad_count, bad_number, repeated, grouped, new_queries, new_docs, controls):\n"
@@ -658,16 +674,20 @@ static int read_exact_scores(const Scan *scan) {
 }
 
 static PyObject *scan(PyObject *self, PyObject *args) {
-    Buffer buffers[9];
+    enum { TEXT, QUERY_NAMES, QUERY_STARTS, QUERY_LENGTHS, DOC_NAMES, DOC_STARTS, DOC_LENGTHS, QUERY, DOC, VALUE,
+           OFFSET, N_BUFFERS };
+    Buffer buffers[N_BUFFERS];
     memset(buffers, 0, sizeof buffers);
-    PyObject *objects[9];
+    PyObject *objects[N_BUFFERS];
     Py_ssize_t data_start, size, n_known[2];
     Layout layout;
     int known_docs_only;
-    if (!PyArg_ParseTuple(args, "Onn(npnnnp)p(nOO)(nOO)OOOO", &objects[0], &data_start, &size, &layout.n_fields,
-                          &layout.more_fields_ok, &layout.picked[0], &layout.picked[1], &layout.picked[2],
-                          &layout.integers, &known_docs_only, &n_known[0], &objects[1], &objects[2], &n_known[1],
-                          &objects[3], &objects[4], &objects[5], &objects[6], &objects[7], &objects[8]))
+    if (!PyArg_ParseTuple(args, "Onn(npnnnp)p(nOOO)(nOOO)OOOO", &objects[TEXT], &data_start, &size,
+                          &layout.n_fields, &layout.more_fields_ok, &layout.picked[0], &layout.picked[1],
+                          &layout.picked[2], &layout.integers, &known_docs_only, &n_known[0], &objects[QUERY_NAMES],
+                          &objects[QUERY_STARTS], &objects[QUERY_LENGTHS], &n_known[1], &objects[DOC_NAMES],
+                          &objects[DOC_STARTS], &objects[DOC_LENGTHS], &objects[QUERY], &objects[DOC],
+                          &objects[VALUE], &objects[OFFSET]))
         return NULL;
     for (int k = 0; k < 3; k++) {
         if (layout.picked[k] < 0 || layout.picked[k] >= MAX_FIELDS || layout.picked[k] >= layout.n_fields) {
@@ -678,39 +698,46 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     Scan scan;
     memset(&scan, 0, sizeof scan);
-    if (get_buffer(objects[0], &buffers[0], 0, size + PAD, "text") < 0) goto done;
-    const unsigned char *data = buffers[0].view.buf;
+    if (get_buffer(objects[TEXT], &buffers[TEXT], 0, size, "text") < 0) goto done;
+    const unsigned char *data = buffers[TEXT].view.buf;
     if (size < 1 || data[size - 1] != '\n' || data_start < 0 || data_start > size ||
         (data_start > 0 && data[data_start - 1] != '\n')) {
         PyErr_SetString(PyExc_ValueError, "the text must end in a newline and data_start start a line");
         goto done;
     }
-    for (int k = 1; k < 5; k++)
-        if (get_buffer(objects[k], &buffers[k], 0, n_known[(k - 1) / 2] * 8, "known names") < 0) goto done;
+    for (int k = QUERY_NAMES; k <= DOC_LENGTHS; k++) {
+        Py_ssize_t bytes = k == QUERY_NAMES || k == DOC_NAMES ? 0 : n_known[k >= DOC_NAMES] * 8;
+        if (get_buffer(objects[k], &buffers[k], 0, bytes, "known names") < 0) goto done;
+    }
     int64_t capacity = count_in(data + data_start, data + size, '\n');
-    for (int k = 5; k < 9; k++)
+    for (int k = QUERY; k <= OFFSET; k++)
         if (get_buffer(objects[k], &buffers[k], 1, capacity * 8, "an output") < 0) goto done;
-    scan.text = data, scan.end = size, scan.layout = &layout, scan.known_docs_only = known_docs_only;
-    scan.query = buffers[5].view.buf, scan.doc = buffers[6].view.buf, scan.value = buffers[7].view.buf;
-    scan.offset = buffers[8].view.buf;
+    scan.text = data, scan.limit = data + buffers[TEXT].view.len, scan.end = size, scan.layout = &layout;
+    scan.known_docs_only = known_docs_only, scan.n_known_docs = n_known[1];
+    scan.query = buffers[QUERY].view.buf, scan.doc = buffers[DOC].view.buf, scan.value = buffers[VALUE].view.buf;
+    scan.offset = buffers[OFFSET].view.buf;
     scan.lines = count_in(data, data + data_start, '\n');
     scan.bad_count_line = -1, scan.bad_number.row = -1, scan.repeated = scan.repeated_first = -1, scan.grouped = 1;
     int64_t expected_docs = n_known[1] + (known_docs_only ? 0 : capacity / 2); /* growing costs more than slack */
-    if (names_init(&scan.queries, data, n_known[0] + 1024) < 0 || names_init(&scan.docs, data, expected_docs) < 0 ||
+    if (names_init(&scan.queries, n_known[0] + 1024) < 0 || names_init(&scan.docs, expected_docs) < 0 ||
         (known_docs_only && group_init(&scan.group) < 0)) {
         PyErr_NoMemory();
         goto done;
     }
-    if (intern_known(&scan.queries, buffers[1].view.buf, buffers[2].view.buf, n_known[0], buffers[0].view.len) < 0 ||
-        intern_known(&scan.docs, buffers[3].view.buf, buffers[4].view.buf, n_known[1], buffers[0].view.len) < 0)
-        goto done;
+    for (int k = 0; k < 2; k++) {
+        const Buffer *names = &buffers[k ? DOC_NAMES : QUERY_NAMES];
+        if (intern_known(k ? &scan.docs : &scan.queries, names->view.buf, names->view.len,
+                         buffers[k ? DOC_STARTS : QUERY_STARTS].view.buf,
+                         buffers[k ? DOC_LENGTHS : QUERY_LENGTHS].view.buf, n_known[k]) < 0)
+            goto done;
+    }
     scan_lines(&scan, data_start);
     if (scan.out_of_memory) {
         PyErr_NoMemory();
         goto done;
     }
     if (read_exact_scores(&scan) < 0) goto done;
-    PyObject *queries = new_names(&scan.queries, n_known[0]), *docs = new_names(&scan.docs, n_known[1]);
+    PyObject *queries = new_names(&scan.queries, n_known[0], data), *docs = new_names(&scan.docs, n_known[1], data);
     if (queries && docs)
         result = Py_BuildValue("(LLL(LLL)(LL)ONNO)", (long long)scan.rows, (long long)scan.bad_count_line,
                                (long long)scan.bad_count, (long long)scan.bad_number.row,
@@ -726,7 +753,7 @@ done:
     names_free(&scan.docs);
     group_free(&scan.group);
     free(scan.exact);
-    release(buffers, 9);
+    release(buffers, N_BUFFERS);
     return result;
 }
 

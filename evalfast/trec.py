@@ -20,7 +20,7 @@ from evalfast.qrels import Qrels, pair_keys
 from evalfast.run import Run, descending_name_rank, order_like_trec_eval, pack_rows
 from evalfast.texts import first_non_id, id_problem, shown
 from evalfast.trec_parse import (MAX_INTEGER_DIGITS, Layout, Parsed, Text, c_reads, decode, fields_at, line_of,
-                                 parse_table, read_text)
+                                 read_table)
 
 TREC_QRELS = Layout("trec", "TREC qrels", "qid 0 docid rel", 4, False, (0, 2, 3), ("qid", "docid", "relevance"), True)
 BEIR_QRELS = Layout("beir-tsv", "BEIR qrels TSV", "query-id corpus-id score", 3, False, (0, 1, 2),
@@ -99,23 +99,15 @@ def _number_problem(field: bytes, what: str, integer: bool) -> str:
     return f"{what} {text} is not {kind} as trec_eval reads it (its {reader} {reading}); {fix}"
 
 
-def _lines(names: list[str]) -> bytes:
-    """The names, one per line, in UTF-8."""
-    return ("\n".join(names) + "\n").encode() if names else b""
-
-
 def _read_table(path: str | os.PathLike[str], choose: Callable[[Text, list[bytes], int], Layout], expected: str,
                 query_names: list[str], doc_names: list[str], known_docs_only: bool = False) -> _Table:
     """Parse the qid, docid and number of each data line of a TREC or BEIR file.
 
     Unseen names are appended to copies of query_names and doc_names, numbered in order of first appearance
-    (unseen documents only where the parse numbered them: see parse_table's known_docs_only); a number that is not
+    (unseen documents only where the parse numbered them: see read_table's known_docs_only); a number that is not
     plain C syntax, and a name that is not an id, are EvalfastErrors naming their first line.
     """
-    text = read_text(path, _lines(query_names) + _lines(doc_names))
-    known_queries, known_docs = text.appended_lines([len(query_names), len(doc_names)])
-    parsed = parse_table(text, lambda first, line: choose(text, first, line), expected, known_queries, known_docs,
-                         known_docs_only)
+    text, parsed = read_table(path, choose, expected, query_names, doc_names, known_docs_only)
     layout = parsed.layout
     if parsed.bad_number is not None:
         row, start, length = parsed.bad_number
@@ -205,11 +197,11 @@ def _trec_eval_order(doc_ids: np.ndarray, scores: np.ndarray, names_of: Callable
         return Run(doc_ids, scores)
 
 
-def _ranked(table: _Table, doc: np.ndarray, names_of: Callable[[np.ndarray], list[str]]) -> Run:
-    """The table's lines as a Run (row i: query i), documents ``doc``, a (query, doc) pair listed twice refused."""
+def _ranked(table: _Table, names_of: Callable[[np.ndarray], list[str]]) -> Run:
+    """The table's lines as a Run (row i: query i), a (query, doc) pair listed twice refused."""
     rows = _grouped_by(table.query, len(table.query_names))
     query = table.query[rows]
-    doc_ids = pack_rows(query, doc[rows], len(table.query_names), -1)
+    doc_ids = pack_rows(query, table.doc[rows], len(table.query_names), -1)
     if table.parsed.repeated is not None:  # found as the lines were read
         row, earlier = table.parsed.repeated
         raise table.repeat_error(row, earlier, fields_at(table.text, table.parsed.offsets[[row]])[0])
@@ -223,6 +215,18 @@ def _ranked(table: _Table, doc: np.ndarray, names_of: Callable[[np.ndarray], lis
     return _trec_eval_order(doc_ids, scores, names_of)
 
 
+def _names_of(table: _Table) -> Callable[[np.ndarray], list[str]]:
+    """The names of documents by id (sorted ids): numbered ones from the name list, others from their line."""
+    known = len(table.doc_names)
+
+    def names_of(ids: np.ndarray) -> list[str]:
+        numbered, unnumbered = ids[ids < known], ids[ids >= known] - known
+        named = np.asarray(table.doc_names, dtype=object)[numbered].tolist()
+        return named + (fields_at(table.text, table.parsed.offsets[unnumbered]) if unnumbered.size else [])
+
+    return names_of
+
+
 def read_run(
     path: str | os.PathLike[str], query_names: list[str], doc_names: list[str]
 ) -> tuple[Run, list[str], list[str]]:
@@ -234,8 +238,7 @@ def read_run(
     padded with -1 / -inf to the deepest query. A (qid, docid) pair listed twice is an error.
     """
     table = _read_table(path, lambda text, first, line: TREC_RUN, repr(TREC_RUN.columns), query_names, doc_names)
-    names = np.asarray(table.doc_names, dtype=object)
-    return _ranked(table, table.doc, lambda ids: names[ids].tolist()), table.query_names, table.doc_names
+    return _ranked(table, _names_of(table)), table.query_names, table.doc_names
 
 
 def read_run_to_score(path: str | os.PathLike[str], query_names: list[str], doc_names: list[str]
@@ -246,17 +249,7 @@ def read_run_to_score(path: str | os.PathLike[str], query_names: list[str], doc_
     """
     table = _read_table(path, lambda text, first, line: TREC_RUN, repr(TREC_RUN.columns), query_names, doc_names,
                         known_docs_only=True)
-    if table.parsed.docs_numbered:
-        names = np.asarray(table.doc_names, dtype=object)
-        return _ranked(table, table.doc, lambda ids: names[ids].tolist()), table.query_names
-    known = len(doc_names)
-    doc = np.where(table.doc >= 0, table.doc, known + np.arange(table.doc.size))
-
-    def names_of(ids: np.ndarray) -> list[str]:
-        named = np.asarray(doc_names, dtype=object)[ids[ids < known]].tolist()
-        return named + fields_at(table.text, table.parsed.offsets[ids[ids >= known] - known])  # ids are sorted
-
-    return _ranked(table, doc, names_of), table.query_names
+    return _ranked(table, _names_of(table)), table.query_names
 
 
 def write_run(path: str | os.PathLike[str], run: Run, query_names: list[str], doc_names: list[str], tag: str) -> None:

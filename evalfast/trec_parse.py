@@ -23,6 +23,7 @@ could not be built, with the numpy functions below; the tests hold the two to th
 from __future__ import annotations
 
 import codecs
+import mmap
 import os
 import re
 import stat
@@ -99,6 +100,22 @@ def read_text(path: str | os.PathLike[str], appended: bytes = b"") -> Text:
         data[size] = NEWLINE
         size += 1
     return Text(name, data, size, capacity + 1 - skip, skip)
+
+
+def map_text(path: str | os.PathLike[str]) -> Text | None:
+    """The file's bytes mapped read-only (no copy), when it is a regular file ending in a newline; else None, and
+    read_text copies it. (The file must not shrink while it is read.)"""
+    try:
+        with open(path, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode) or not os.fstat(handle.fileno()).st_size:
+                return None
+            data = np.frombuffer(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ), np.uint8)
+    except (OSError, ValueError):  # read_text says why it cannot be read
+        return None
+    if data[-1] != NEWLINE:
+        return None
+    skip = len(BOM) if data[: len(BOM)].tobytes() == BOM else 0
+    return Text(os.fspath(path), data[skip:], data.size - skip, data.size - skip, skip)
 
 
 @dataclass(frozen=True)
@@ -564,7 +581,7 @@ class Parsed:
     layout: Layout
     offsets: np.ndarray  # (n,): the byte offset of each data line's document field (line_of gives its line)
     query: np.ndarray  # int64 (n,)
-    doc: np.ndarray  # int64 (n,); -1 for a document not known, unless docs_numbered
+    doc: np.ndarray  # int64 (n,); unless docs_numbered, a document not known is len(known names) + its row
     values: np.ndarray  # float64 (n,): scores, or relevance labels
     new_queries: tuple[np.ndarray, np.ndarray, np.ndarray]  # start, length and first row of each new name
     new_docs: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -578,20 +595,36 @@ class Parsed:
         return line_of(text, int(self.offsets[row]))
 
 
-def parse_table(text: Text, choose: Callable[[list[bytes], int], Layout], expected: str,
-                known_queries: tuple[np.ndarray, np.ndarray], known_docs: tuple[np.ndarray, np.ndarray],
-                known_docs_only: bool = False) -> Parsed:
-    """Every data line of ``text``: read_fields' layout and checks, its ids interned after the known (start, length)
-    names, its numbers parsed.
+def read_table(path: str | os.PathLike[str], choose: Callable[[Text, list[bytes], int], Layout], expected: str,
+               query_names: list[str], doc_names: list[str], known_docs_only: bool = False) -> tuple[Text, Parsed]:
+    """Every data line of a file: its layout (``choose(text, fields of the first data line, its line number)``),
+    its ids numbered after the known names, its numbers parsed; and the file's bytes.
 
     With ``known_docs_only``, documents may be looked up among the known ones only (a run scored against qrels
     needs no other's name) and each query's repeated document found as it is read: the native reader does so when
     each query's lines come together and every id is plain ASCII (docs_numbered False, then), else every document
-    is numbered.
+    is numbered. The native reader maps a regular file ending in a newline rather than copying it.
     """
     if _tablescan is None:
-        return _parse_with_numpy(text, choose, expected, known_queries, known_docs)
-    return _parse_natively(text, choose, expected, known_queries, known_docs, known_docs_only)
+        text = read_text(path, _lines(query_names) + _lines(doc_names))
+        known_queries, known_docs = text.appended_lines([len(query_names), len(doc_names)])
+        return text, _parse_with_numpy(text, lambda first, line: choose(text, first, line), expected, known_queries,
+                                       known_docs)
+    text = map_text(path) or read_text(path)
+    return text, _parse_natively(text, lambda first, line: choose(text, first, line), expected, _known(query_names),
+                                 _known(doc_names), known_docs_only)
+
+
+def _lines(names: list[str]) -> bytes:
+    """The names, one per line, in UTF-8."""
+    return ("\n".join(names) + "\n").encode() if names else b""
+
+
+def _known(names: list[str]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """Names as the native scan takes them: (how many, their UTF-8 bytes, start and length of each)."""
+    encoded = list(map(str.encode, names))
+    length = np.fromiter(map(len, encoded), np.int64, len(encoded))
+    return len(names), np.frombuffer(b"".join(encoded), np.uint8), np.cumsum(length) - length, length
 
 
 def _parse_with_numpy(text: Text, choose: Callable[[list[bytes], int], Layout], expected: str,
@@ -607,8 +640,8 @@ def _parse_with_numpy(text: Text, choose: Callable[[list[bytes], int], Layout], 
 
 
 def _parse_natively(text: Text, choose: Callable[[list[bytes], int], Layout], expected: str,
-                    known_queries: tuple[np.ndarray, np.ndarray], known_docs: tuple[np.ndarray, np.ndarray],
-                    known_docs_only: bool) -> Parsed:
+                    known_queries: tuple[int, np.ndarray, np.ndarray, np.ndarray],
+                    known_docs: tuple[int, np.ndarray, np.ndarray, np.ndarray], known_docs_only: bool) -> Parsed:
     capacity, ascii = _check_text(text)
     first = _tablescan.first_data_line(text.data, text.size) if text.size else None
     if first is None:
@@ -617,12 +650,12 @@ def _parse_natively(text: Text, choose: Callable[[list[bytes], int], Layout], ex
     layout = choose(text.data[lo:hi].tobytes().split(), line + 1)
     query, doc, offsets = (np.empty(capacity, np.int64) for _ in range(3))
     values = np.empty(capacity)
-    known = [(k[0].size, *(np.ascontiguousarray(a, np.int64) for a in k)) for k in (known_queries, known_docs)]
     shape = (layout.n_fields, layout.more_fields_ok, *layout.picked, layout.integers)
     data_start = hi + 1 if layout.header else 0
     while True:
         rows, bad_line, bad_count, bad_number, repeated, grouped, *new, controls = _tablescan.scan(
-            text.data, data_start, text.size, shape, known_docs_only, *known, query, doc, values, offsets)
+            text.data, data_start, text.size, shape, known_docs_only, known_queries, known_docs, query, doc, values,
+            offsets)
         if not known_docs_only or (grouped and ascii and not controls):
             break
         known_docs_only = False  # a query's lines come apart, or an id may not be one: number every document

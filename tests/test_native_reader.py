@@ -9,6 +9,7 @@ only) must give what read_run gives, but for the ids of documents absent from th
 
 from __future__ import annotations
 
+import mmap
 import tempfile
 from pathlib import Path
 
@@ -141,3 +142,26 @@ def test_a_run_whose_query_comes_back_is_read_whole(tmp_path: Path) -> None:
         read_run_to_score(path, [], ["b"])
     path.write_text("q1 Q0 a 1 3 run\nq2 Q0 b 1 2 run\nq1 Q0 c 2 1 run\n")
     assert both_ways(lambda p: to_score(p, [], ["b"]), path) == both_ways(lambda p: read_to_score(p, [], ["b"]), path)
+
+
+@pytest.mark.parametrize("last_doc_bytes", [1, 8, 9, 16, 17, 40])
+def test_a_mapped_file_ending_at_a_page_boundary_reads_the_same_both_ways(tmp_path: Path, last_doc_bytes: int) -> None:
+    """The native reader maps a file that ends in a newline and reads nothing past its end: a last line ending
+    exactly at a page boundary (where reading on would fault) with an id of each length reads as numpy reads it."""
+    last = f"q9 Q0 {'z' * last_doc_bytes} 1 2.5 run\n"
+    first = "q1 Q0 d1 1 1 run\n"
+    filler = 4 * mmap.PAGESIZE - len(first) - len(last)
+    path = tmp_path / "run.txt"
+    path.write_text(first + f"# {'c' * (filler - 3)}\n" + last)
+    assert path.stat().st_size % mmap.PAGESIZE == 0
+    assert trec_parse.map_text(path) is not None
+    native, numpy = both_ways(lambda p: read_run(p, ["q9"], ["z" * last_doc_bytes]), path)
+    assert native == numpy and native[0] == ["q9", "q1"]
+
+
+def test_a_file_without_a_last_newline_or_a_pipe_is_copied_and_reads_alike(tmp_path: Path) -> None:
+    path = tmp_path / "run.txt"
+    path.write_text("q1 Q0 d1 1 1 run\nq1 Q0 d2 2 0.5 run")
+    assert trec_parse.map_text(path) is None
+    native, numpy = both_ways(lambda p: read_run(p, [], []), path)
+    assert native == numpy and native[1] == ["d1", "d2"]

@@ -376,9 +376,8 @@ def test_scores_and_labels_equal_libc_on_random_plain_fields(tmp_path: Path) -> 
     run = "".join(f"q Q0 d{i} 0 {value} run\n" for i, value in enumerate(scores))
     read, _, _ = read_qrels(write_file(tmp_path / "q.txt", qrels))
     assert read.relevance.tolist() == [float(c_read(label.encode(), True)[0]) for label in labels]
-    text = trec_parse.read_text(write_file(tmp_path / "r.txt", run))
-    none = np.empty(0, np.int64), np.empty(0, np.int64)
-    parsed = trec_parse.parse_table(text, lambda first, line: TREC_RUN, "", none, none)
+    _, parsed = trec_parse.read_table(write_file(tmp_path / "r.txt", run), lambda text, first, line: TREC_RUN, "",
+                                      [], [])
     assert parsed.bad_number is None
     np.testing.assert_array_equal(parsed.values, [c_read(s.encode(), False)[0] for s in scores])
 
