@@ -106,9 +106,10 @@ def map_text(path: str | os.PathLike[str]) -> Text | None:
     """The file's bytes mapped read-only (no copy), when it is a regular file ending in a newline; else None, and
     read_text copies it. (The file must not shrink while it is read.)"""
     try:
+        info = os.stat(path)  # before opening it: opening a named pipe would wait for its writer, and consume it
+        if not stat.S_ISREG(info.st_mode) or not info.st_size:
+            return None
         with open(path, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode) or not os.fstat(handle.fileno()).st_size:
-                return None
             data = np.frombuffer(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ), np.uint8)
     except (OSError, ValueError):  # read_text says why it cannot be read
         return None
