@@ -16,10 +16,12 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
 #define MAX_FIELDS 16         /* the last field a layout may pick is field MAX_FIELDS - 1 (0-based) */
+#define MAX_PARTS 16           /* threads of one scan */
 #define BATCH 32              /* lines tokenised ahead of their lookups, so the table's slots can be fetched early */
 #define EXACT_DIGITS 15       /* m * 10^p is one correctly rounded operation for m < 10^15 and |p| <= 22 */
 #define EXACT_POWER 22
@@ -398,15 +400,15 @@ static int64_t group_add(Group *group, const unsigned char *text, const Key *key
 
 typedef struct {
     const unsigned char *text, *limit; /* limit: the text buffer's end */
-    Py_ssize_t end;                    /* the text's size: it ends in a newline */
+    Py_ssize_t lo, end;                /* this part's lines: text[lo:end], end after a newline */
     const Layout *layout;
     int known_docs_only; /* documents are looked up among the known ones, not numbered */
     int64_t n_known_docs;
-    Names queries, docs;
+    Names queries, *docs; /* docs: shared by the parts, which only look names up in it (known_docs_only) */
     Group group;
     int64_t *query, *doc, *offset; /* outputs, one per data line; offset: the document field's first byte */
     double *value;
-    int64_t rows, lines;
+    int64_t rows, lines, lines_before; /* lines: counted from the part's start; lines_before: the text's before it */
     int64_t bad_count_line, bad_count;
     Field bad_number;              /* row -1: none */
     int64_t repeated, repeated_first; /* a row repeating an earlier row's (query, document), and that row; -1: none */
@@ -478,7 +480,7 @@ static int tokenise(Scan *scan, Py_ssize_t *pos, Row *rows) {
         for (int k = 0; k < 3; k++) row->start[k] = start[layout->picked[k]], row->length[k] = length[layout->picked[k]];
         scan->lines++;
         row->doc = key_of(text + row->start[1], row->length[1], scan->limit);
-        prefetch_slot(&scan->docs, row->doc.hash);
+        prefetch_slot(scan->docs, row->doc.hash);
     }
     return n;
 }
@@ -488,10 +490,10 @@ static int tokenise(Scan *scan, Py_ssize_t *pos, Row *rows) {
  * not list it twice. 0, or -1 out of memory. */
 static int document(Scan *scan, const Row *row, int64_t r, int64_t q, int64_t *d) {
     if (!scan->known_docs_only) {
-        *d = names_id(&scan->docs, &row->doc, scan->text + row->start[1], row->length[1], r);
+        *d = names_id(scan->docs, &row->doc, scan->text + row->start[1], row->length[1], r);
         return *d < 0 ? -1 : 0;
     }
-    *d = names_find(&scan->docs, &row->doc, scan->text + row->start[1], row->length[1]);
+    *d = names_find(scan->docs, &row->doc, scan->text + row->start[1], row->length[1]);
     if (*d < 0) *d = scan->n_known_docs + r;
     if (q != scan->group.query) {
         int before = group_start(&scan->group, q);
@@ -505,7 +507,9 @@ static int document(Scan *scan, const Row *row, int64_t r, int64_t q, int64_t *d
     return 0;
 }
 
-static void scan_lines(Scan *scan, Py_ssize_t pos) {
+static void *scan_lines(void *argument) {
+    Scan *scan = argument;
+    Py_ssize_t pos = scan->lo;
     Row rows[BATCH];
     while (scan->bad_count_line < 0 && scan->grouped) {
         int n = tokenise(scan, &pos, rows);
@@ -517,7 +521,7 @@ static void scan_lines(Scan *scan, Py_ssize_t pos) {
             int64_t q = names_id(&scan->queries, &query, query_name, row->length[0], r);
             if (q < 0 || document(scan, row, r, q, &d) < 0) {
                 scan->out_of_memory = 1;
-                return;
+                return NULL;
             }
             scan->query[r] = q, scan->doc[r] = d, scan->offset[r] = row->start[1];
             if (scan->bad_number.row >= 0) continue;
@@ -528,12 +532,84 @@ static void scan_lines(Scan *scan, Py_ssize_t pos) {
                 scan->bad_number = bad;
             } else if (status == NUMBER_NEEDS_EXACT_READER && note_exact(scan, r, row->start[2], row->length[2]) < 0) {
                 scan->out_of_memory = 1;
-                return;
+                return NULL;
             }
         }
         if (n < BATCH) break;
     }
+    return NULL;
 }
+
+/* Where a part that reaches byte ``from`` ends: after that line and the lines that follow it with the same first
+ * field, so that no query's lines are cut apart (a cut elsewhere only costs a scan of the whole text). */
+static Py_ssize_t part_end(const unsigned char *text, Py_ssize_t from, Py_ssize_t end) {
+    Py_ssize_t start = from;
+    while (start > 0 && text[start - 1] != '\n') start--;
+    Py_ssize_t pos = (const unsigned char *)memchr(text + from, '\n', (size_t)(end - from)) - text + 1;
+    while (is_blank(text[start])) start++;
+    Py_ssize_t length = 0;
+    while (!(CLASSES[text[start + length]] & SEPARATOR)) length++;
+    while (pos < end) {
+        Py_ssize_t next = pos;
+        while (is_blank(text[next])) next++;
+        if (memcmp(text + next, text + start, (size_t)length) || !(CLASSES[text[next + length]] & SEPARATOR)) break;
+        pos = (const unsigned char *)memchr(text + next, '\n', (size_t)(end - next)) - text + 1;
+    }
+    return pos;
+}
+
+/* Part ``part``'s rows moved up behind the ``rows`` before them and renumbered into part 0's: its new queries
+ * (first seen at their row + rows), its unknown documents' row numbers. 0 when a query of the part was in an
+ * earlier one (the text is then not grouped: ``used`` marks the queries of the parts merged so far); -1 out of
+ * memory. */
+static int merge_part(Scan *into, Scan *part, int64_t rows, int64_t known_queries, unsigned char **used,
+                      int64_t *used_capacity) {
+    int64_t n = part->queries.count;
+    int64_t *renumbered = malloc((n ? n : 1) * sizeof(int64_t));
+    if (!renumbered) return -1;
+    for (int64_t id = 0; id < n; id++) {
+        if (id < known_queries) {
+            renumbered[id] = id;
+            continue;
+        }
+        const unsigned char *at = part->queries.at[id];
+        Key key = key_of(at, part->queries.length[id], part->limit);
+        renumbered[id] = names_id(&into->queries, &key, at, part->queries.length[id], part->queries.first_row[id] + rows);
+        if (renumbered[id] < 0) {
+            free(renumbered);
+            return -1;
+        }
+    }
+    if (into->queries.count > *used_capacity) {
+        unsigned char *grown = realloc(*used, (size_t)into->queries.count);
+        if (!grown) {
+            free(renumbered);
+            return -1;
+        }
+        memset(grown + *used_capacity, 0, (size_t)(into->queries.count - *used_capacity));
+        *used = grown, *used_capacity = into->queries.count;
+    }
+    int grouped = 1;
+    for (int64_t id = 0; id < n; id++) {
+        int in_part = id == part->group.query || (id < part->group.seen_capacity && part->group.seen[id]);
+        if (!in_part) continue;
+        if ((*used)[renumbered[id]] && part != into) grouped = 0;
+        (*used)[renumbered[id]] = 1;
+    }
+    if (part != into) {
+        memmove(into->query + rows, part->query, part->rows * sizeof(int64_t));
+        memmove(into->doc + rows, part->doc, part->rows * sizeof(int64_t));
+        memmove(into->value + rows, part->value, part->rows * sizeof(double));
+        memmove(into->offset + rows, part->offset, part->rows * sizeof(int64_t));
+        for (int64_t r = rows; r < rows + part->rows; r++) {
+            into->query[r] = renumbered[into->query[r]];
+            if (into->doc[r] >= part->n_known_docs) into->doc[r] += rows;
+        }
+    }
+    free(renumbered);
+    return grouped;
+}
+
 
 /* --- the module's functions ------------------------------------------------------------------------------------- */
 
@@ -634,20 +710,20 @@ static int intern_known(Names *names, const unsigned char *base, Py_ssize_t size
 }
 
 PyDoc_STRVAR(scan_doc,
-"scan(text, data_start, size, layout, known_docs_only, known_queries, known_docs, query, doc, value, offset)\n"
-"-> result\n\n"
+"scan(text, data_start, size, layout, known_docs_only, parts, part_bytes, known_queries, known_docs, query, doc,\n"
+"value, offset) -> result\n\n"
 "Reads the data lines of text[data_start:size] (data_start: the start of a line; lines before it are counted).\n"
 "layout: (n_fields, more_fields_ok, query field, doc field, number field, integers), the fields 0-based.\n"
 "known_docs_only: documents are looked up among the known ones instead of numbered (one absent gets the number\n"
 "of known names + its row), and each query's lines are checked for a document listed twice, which needs each\n"
-"query's lines together.\n"
+"query's lines together; the text is then read by up to ``parts`` threads, in parts of at least part_bytes.\n"
 "known_*: (n, names, start, length): n names numbered first, at names[start[i]:start[i] + length[i]] (start and\n"
 "length int64 buffers; names any bytes buffer, the text itself or another). query, doc (int64), value\n"
 "(float64) and offset (int64: the document field's first byte) are filled for each data line; they must hold\n"
 "one item per newline from data_start on.\n"
 "result: (rows, bad_count_line, bad_count, bad_number, repeated, grouped, new_queries, new_docs, controls):\n"
 "bad_count_line is the 0-based line of the first data line with a number of fields the layout refuses (-1 when\n"
-"none; the scan stops there), bad_number (row, start, length) of the first number refused (row -1 when none),\n"
+"none; the scan stops there), bad_number (start, length) of the first number refused (start -1 when none),\n"
 "repeated (row, earlier row) of the first row listing its query's document again (-1, -1 when none; checked\n"
 "with known_docs_only), grouped False when a query's lines came apart (known_docs_only; the scan stops there),\n"
 "new_*: (start, length, first row) int64 bytes of each name seen after the known ones, in number order;\n"
@@ -679,12 +755,13 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     Buffer buffers[N_BUFFERS];
     memset(buffers, 0, sizeof buffers);
     PyObject *objects[N_BUFFERS];
-    Py_ssize_t data_start, size, n_known[2];
+    Py_ssize_t data_start, size, n_known[2], n_parts, part_bytes;
     Layout layout;
     int known_docs_only;
-    if (!PyArg_ParseTuple(args, "Onn(npnnnp)p(nOOO)(nOOO)OOOO", &objects[TEXT], &data_start, &size,
+    if (!PyArg_ParseTuple(args, "Onn(npnnnp)pnn(nOOO)(nOOO)OOOO", &objects[TEXT], &data_start, &size,
                           &layout.n_fields, &layout.more_fields_ok, &layout.picked[0], &layout.picked[1],
-                          &layout.picked[2], &layout.integers, &known_docs_only, &n_known[0], &objects[QUERY_NAMES],
+                          &layout.picked[2], &layout.integers, &known_docs_only, &n_parts, &part_bytes, &n_known[0],
+                          &objects[QUERY_NAMES],
                           &objects[QUERY_STARTS], &objects[QUERY_LENGTHS], &n_known[1], &objects[DOC_NAMES],
                           &objects[DOC_STARTS], &objects[DOC_LENGTHS], &objects[QUERY], &objects[DOC],
                           &objects[VALUE], &objects[OFFSET]))
@@ -695,9 +772,16 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             return NULL;
         }
     }
+    if (n_parts < 1 || n_parts > MAX_PARTS || part_bytes < 1) {
+        PyErr_Format(PyExc_ValueError, "parts must be 1 to %d and part_bytes positive", MAX_PARTS);
+        return NULL;
+    }
     PyObject *result = NULL;
-    Scan scan;
-    memset(&scan, 0, sizeof scan);
+    Scan parts[MAX_PARTS];
+    memset(parts, 0, sizeof parts);
+    int used_parts = 0;
+    Names docs;
+    memset(&docs, 0, sizeof docs);
     if (get_buffer(objects[TEXT], &buffers[TEXT], 0, size, "text") < 0) goto done;
     const unsigned char *data = buffers[TEXT].view.buf;
     if (size < 1 || data[size - 1] != '\n' || data_start < 0 || data_start > size ||
@@ -712,47 +796,109 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     int64_t capacity = count_in(data + data_start, data + size, '\n');
     for (int k = QUERY; k <= OFFSET; k++)
         if (get_buffer(objects[k], &buffers[k], 1, capacity * 8, "an output") < 0) goto done;
-    scan.text = data, scan.limit = data + buffers[TEXT].view.len, scan.end = size, scan.layout = &layout;
-    scan.known_docs_only = known_docs_only, scan.n_known_docs = n_known[1];
-    scan.query = buffers[QUERY].view.buf, scan.doc = buffers[DOC].view.buf, scan.value = buffers[VALUE].view.buf;
-    scan.offset = buffers[OFFSET].view.buf;
-    scan.lines = count_in(data, data + data_start, '\n');
-    scan.bad_count_line = -1, scan.bad_number.row = -1, scan.repeated = scan.repeated_first = -1, scan.grouped = 1;
     int64_t expected_docs = n_known[1] + (known_docs_only ? 0 : capacity / 2); /* growing costs more than slack */
-    if (names_init(&scan.queries, n_known[0] + 1024) < 0 || names_init(&scan.docs, expected_docs) < 0 ||
-        (known_docs_only && group_init(&scan.group) < 0)) {
+    if (names_init(&docs, expected_docs) < 0) {
         PyErr_NoMemory();
         goto done;
     }
-    for (int k = 0; k < 2; k++) {
-        const Buffer *names = &buffers[k ? DOC_NAMES : QUERY_NAMES];
-        if (intern_known(k ? &scan.docs : &scan.queries, names->view.buf, names->view.len,
-                         buffers[k ? DOC_STARTS : QUERY_STARTS].view.buf,
-                         buffers[k ? DOC_LENGTHS : QUERY_LENGTHS].view.buf, n_known[k]) < 0)
+    if (intern_known(&docs, buffers[DOC_NAMES].view.buf, buffers[DOC_NAMES].view.len, buffers[DOC_STARTS].view.buf,
+                     buffers[DOC_LENGTHS].view.buf, n_known[1]) < 0)
+        goto done;
+    if (!known_docs_only || n_parts < 1) n_parts = 1; /* numbering documents: one table, one thread */
+    int64_t rows_before = 0, lines_before = count_in(data, data + data_start, '\n');
+    for (Py_ssize_t lo = data_start; lo < size || used_parts == 0; used_parts++) {
+        Scan *part = &parts[used_parts];
+        Py_ssize_t hi = size;
+        if (used_parts < n_parts - 1 && size - lo > 2 * part_bytes)
+            hi = part_end(data, lo + (size - lo) / (n_parts - used_parts), size);
+        int64_t part_lines = count_in(data + lo, data + hi, '\n');
+        part->text = data, part->limit = data + buffers[TEXT].view.len, part->lo = lo, part->end = hi;
+        part->layout = &layout, part->known_docs_only = known_docs_only, part->n_known_docs = n_known[1];
+        part->docs = &docs;
+        part->query = (int64_t *)buffers[QUERY].view.buf + rows_before, part->doc = (int64_t *)buffers[DOC].view.buf + rows_before;
+        part->value = (double *)buffers[VALUE].view.buf + rows_before;
+        part->offset = (int64_t *)buffers[OFFSET].view.buf + rows_before;
+        part->lines_before = lines_before;
+        part->bad_count_line = -1, part->bad_number.row = -1, part->repeated = part->repeated_first = -1;
+        part->grouped = 1;
+        if (names_init(&part->queries, n_known[0] + 1024) < 0 || (known_docs_only && group_init(&part->group) < 0)) {
+            PyErr_NoMemory();
             goto done;
+        }
+        if (intern_known(&part->queries, buffers[QUERY_NAMES].view.buf, buffers[QUERY_NAMES].view.len,
+                         buffers[QUERY_STARTS].view.buf, buffers[QUERY_LENGTHS].view.buf, n_known[0]) < 0)
+            goto done;
+        rows_before += part_lines, lines_before += part_lines, lo = hi;
+        if (hi == size) {
+            used_parts++;
+            break;
+        }
     }
-    scan_lines(&scan, data_start);
-    if (scan.out_of_memory) {
-        PyErr_NoMemory();
-        goto done;
+    pthread_t threads[MAX_PARTS];
+    int started[MAX_PARTS] = {0};
+    Py_BEGIN_ALLOW_THREADS
+    for (int i = 1; i < used_parts; i++) started[i] = pthread_create(&threads[i], NULL, scan_lines, &parts[i]) == 0;
+    scan_lines(&parts[0]);
+    for (int i = 1; i < used_parts; i++) {
+        if (started[i]) pthread_join(threads[i], NULL);
+        else scan_lines(&parts[i]);
     }
-    if (read_exact_scores(&scan) < 0) goto done;
-    PyObject *queries = new_names(&scan.queries, n_known[0], data), *docs = new_names(&scan.docs, n_known[1], data);
-    if (queries && docs)
-        result = Py_BuildValue("(LLL(LLL)(LL)ONNO)", (long long)scan.rows, (long long)scan.bad_count_line,
-                               (long long)scan.bad_count, (long long)scan.bad_number.row,
-                               (long long)scan.bad_number.start, (long long)scan.bad_number.length,
-                               (long long)scan.repeated, (long long)scan.repeated_first,
-                               scan.grouped ? Py_True : Py_False, queries, docs, scan.controls ? Py_True : Py_False);
+    Py_END_ALLOW_THREADS
+
+    /* the parts in order: each's first problem, rows and numbers taken into part 0's */
+    Scan *scan = &parts[0];
+    int64_t rows = 0, bad_count_line = -1, bad_count = 0, repeated = -1, repeated_first = -1;
+    Field bad_number = {-1, 0, 0};
+    int grouped = 1, controls = 0;
+    unsigned char *used = NULL;
+    int64_t used_capacity = 0;
+    for (int i = 0; i < used_parts; i++) {
+        Scan *part = &parts[i];
+        if (part->out_of_memory) {
+            free(used);
+            PyErr_NoMemory();
+            goto done;
+        }
+        if (read_exact_scores(part) < 0) {
+            free(used);
+            goto done;
+        }
+        int merged = known_docs_only ? merge_part(scan, part, rows, n_known[0], &used, &used_capacity) : 1;
+        if (merged < 0) {
+            free(used);
+            PyErr_NoMemory();
+            goto done;
+        }
+        grouped &= merged && part->grouped;
+        controls |= part->controls != 0;
+        if (bad_number.row < 0 && part->bad_number.row >= 0) bad_number = part->bad_number;
+        if (repeated < 0 && part->repeated >= 0) repeated = part->repeated + rows, repeated_first = part->repeated_first + rows;
+        if (part->bad_count_line >= 0) {
+            bad_count_line = part->bad_count_line + part->lines_before, bad_count = part->bad_count;
+            rows += part->rows;
+            break;
+        }
+        rows += part->rows;
+        if (!grouped) break;
+    }
+    free(used);
+    PyObject *queries = new_names(&scan->queries, n_known[0], data), *new_docs = new_names(&docs, n_known[1], data);
+    if (queries && new_docs)
+        result = Py_BuildValue("(LLL(LL)(LL)ONNO)", (long long)rows, (long long)bad_count_line, (long long)bad_count,
+                               (long long)(bad_number.row < 0 ? -1 : bad_number.start), (long long)bad_number.length,
+                               (long long)repeated, (long long)repeated_first, grouped ? Py_True : Py_False, queries,
+                               new_docs, controls ? Py_True : Py_False);
     else {
         Py_XDECREF(queries);
-        Py_XDECREF(docs);
+        Py_XDECREF(new_docs);
     }
 done:
-    names_free(&scan.queries);
-    names_free(&scan.docs);
-    group_free(&scan.group);
-    free(scan.exact);
+    for (int i = 0; i < MAX_PARTS; i++) {
+        names_free(&parts[i].queries);
+        group_free(&parts[i].group);
+        free(parts[i].exact);
+    }
+    names_free(&docs);
     release(buffers, N_BUFFERS);
     return result;
 }

@@ -110,7 +110,7 @@ def _read_table(path: str | os.PathLike[str], choose: Callable[[Text, list[bytes
     text, parsed = read_table(path, choose, expected, query_names, doc_names, known_docs_only)
     layout = parsed.layout
     if parsed.bad_number is not None:
-        row, start, length = parsed.bad_number
+        start, length = parsed.bad_number
         field = text.data[start:start + length].tobytes()
         raise EvalfastError(f"{text.path} line {line_of(text, start)}: "
                             f"{_number_problem(field, layout.names[2], layout.integers)}")

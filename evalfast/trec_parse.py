@@ -40,6 +40,8 @@ try:
 except ImportError:  # pragma: no cover - the numpy reader gives the same answers
     _tablescan = None
 
+THREADS = min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+PART_BYTES = 1 << 22  # the least text one thread of the native reader takes
 PAD = 64  # zero bytes after the text and its appended names: 8-byte words and short windows stay in the buffer
 CHUNK = 1 << 22  # bytes tokenised at a time: bounds the temporaries to a few times this
 BLOCK = 1 << 22  # bytes of fixed-width fields gathered at a time
@@ -586,7 +588,7 @@ class Parsed:
     values: np.ndarray  # float64 (n,): scores, or relevance labels
     new_queries: tuple[np.ndarray, np.ndarray, np.ndarray]  # start, length and first row of each new name
     new_docs: tuple[np.ndarray, np.ndarray, np.ndarray]
-    bad_number: tuple[int, int, int] | None  # row, start and length of the first number not read, else None
+    bad_number: tuple[int, int] | None  # start and length of the first number not read, else None
     plain_ids: bool  # every name is known to be an id (ASCII without control characters); else check them
     docs_numbered: bool = True  # else only known documents have ids, and repeated is checked
     repeated: tuple[int, int] | None = None  # a row listing its query's document again, and the earlier row
@@ -636,7 +638,7 @@ def _parse_with_numpy(text: Text, choose: Callable[[list[bytes], int], Layout], 
     values, bad = (parse_integers if layout.integers else parse_scores)(text, *fields.column(2))
     new = [(fields.start[i, first].astype(np.int64), fields.length[i, first].astype(np.int64), first)
            for i, first in ((0, query_first), (1, doc_first))]
-    bad_number = None if bad is None else (bad, int(fields.start[2, bad]), int(fields.length[2, bad]))
+    bad_number = None if bad is None else (int(fields.start[2, bad]), int(fields.length[2, bad]))
     return Parsed(layout, fields.start[1], query, doc, np.asarray(values, np.float64), *new, bad_number, False)
 
 
@@ -655,8 +657,8 @@ def _parse_natively(text: Text, choose: Callable[[list[bytes], int], Layout], ex
     data_start = hi + 1 if layout.header else 0
     while True:
         rows, bad_line, bad_count, bad_number, repeated, grouped, *new, controls = _tablescan.scan(
-            text.data, data_start, text.size, shape, known_docs_only, known_queries, known_docs, query, doc, values,
-            offsets)
+            text.data, data_start, text.size, shape, known_docs_only, THREADS, PART_BYTES, known_queries, known_docs,
+            query, doc, values, offsets)
         if not known_docs_only or (grouped and ascii and not controls):
             break
         known_docs_only = False  # a query's lines come apart, or an id may not be one: number every document

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,15 @@ def read_to_score(path: Path, query_names: list[str], doc_names: list[str]):
     return run, names, doc_names
 
 
+@contextmanager
+def in_parts():
+    """The native reader's threads given a few bytes each: files of a few lines are read in up to four parts."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trec_parse, "THREADS", 4)
+        patch.setattr(trec_parse, "PART_BYTES", 1)
+        yield
+
+
 def both_ways(read, path: Path):
     native = outcome(read, path)
     with pytest.MonkeyPatch.context() as patch:
@@ -101,7 +111,10 @@ def test_random_files_read_the_same_both_ways(file_lines: list[bytes], ends_in_n
         for read in (read_qrels_file, lambda p: read_run(p, [], []), lambda p: read_run(p, *known)):
             native, numpy = both_ways(read, path)
             assert native == numpy
-        assert both_ways(lambda p: to_score(p, *known), path) == both_ways(lambda p: read_to_score(p, *known), path)
+        expected = both_ways(lambda p: read_to_score(p, *known), path)
+        assert both_ways(lambda p: to_score(p, *known), path) == expected
+        with in_parts():
+            assert outcome(lambda p: to_score(p, *known), path) == expected[0]
 
 
 def test_a_large_file_reads_the_same_both_ways(tmp_path: Path) -> None:
@@ -165,3 +178,35 @@ def test_a_file_without_a_last_newline_or_a_pipe_is_copied_and_reads_alike(tmp_p
     assert trec_parse.map_text(path) is None
     native, numpy = both_ways(lambda p: read_run(p, [], []), path)
     assert native == numpy and native[1] == ["d1", "d2"]
+
+
+def test_a_large_grouped_run_read_by_several_threads_reads_as_by_one(tmp_path: Path) -> None:
+    """Parts cut where the query changes; new queries, unjudged documents (whose names settle ties with judged
+    ones), exact-reader scores, and a repeat, a refused score and a short line in a later part: all as one thread
+    reads them."""
+    rng = np.random.default_rng(9)
+
+    def score() -> str:  # half of them 0, 1 or 2: many ties
+        return f"{rng.integers(0, 3)}" if rng.random() < 0.5 else f"{rng.normal():.{int(rng.integers(3, 19))}g}"
+
+    lines = [f"q{q} Q0 {'d' if rng.random() < 0.3 else 'u'}{d} {rank} {score()} r\n"
+             for q in rng.permutation(4000).tolist()
+             for rank, d in enumerate(rng.choice(3000, int(rng.integers(1, 30)), replace=False).tolist(), 1)]
+    judged = [f"d{d}" for d in range(0, 3000, 2)]
+    path = tmp_path / "run.txt"
+    for spoil in ("", "repeat", "score", "short", "apart"):
+        spoilt = list(lines)
+        if spoil == "repeat":
+            spoilt.insert(-3, spoilt[-4])
+        elif spoil == "score":
+            spoilt[-2] = spoilt[-2].replace(" r\n", "x r\n")
+        elif spoil == "short":
+            spoilt[-5] = "q1 Q0 d1\n"
+        elif spoil == "apart":
+            spoilt.append(spoilt[0].replace(" Q0 ", " Q0 z"))
+        path.write_text("".join(spoilt))
+        one = outcome(lambda p: to_score(p, ["q7"], judged), path)
+        with in_parts():
+            several = outcome(lambda p: to_score(p, ["q7"], judged), path)
+        assert several == one == outcome(lambda p: read_to_score(p, ["q7"], judged), path), spoil
+        assert (one[0] == "refused") == (spoil not in ("", "apart")), spoil
