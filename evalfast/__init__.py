@@ -16,8 +16,6 @@ import importlib
 import sys
 import types
 
-__version__ = "0.1.0"
-
 # public name -> the submodule that defines it
 _SOURCES = {
     "EmbeddingCache": "cache",
@@ -39,7 +37,18 @@ __all__ = sorted(_SOURCES)
 
 
 def __getattr__(name: str):
-    """Import the submodule defining ``name`` on first use (PEP 562), and keep the name here."""
+    """Import the submodule defining ``name`` on first use (PEP 562), and keep the name here; ``__version__`` is
+    the installed package's (its metadata, so pyproject.toml holds the one version), "unknown" when it is run from
+    a checkout that is not installed."""
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version(__name__)
+        except PackageNotFoundError:
+            value = "unknown"
+        globals()[name] = value
+        return value
     if name not in _SOURCES:
         raise AttributeError(f"module 'evalfast' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_SOURCES[name]}", __name__), name)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 
 from .errors import ModelError
-from .manifest import Manifest
+from .manifest import SIMILARITIES, Manifest
 
 ROLES = ("query", "document", "plain")
 ROLE_PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus"), "plain": ()}
-SIMILARITIES = ("cosine", "dot")
 _BARE_WORD = re.compile(r"[A-Za-z_][\w-]*")
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from .cache import EmbeddingCache
 from .choices import DEFAULT_KS, MTEB_KS, PROTOCOLS
-from .embeddings import embed
+from .embeddings import Embeddings, embed
 from .encoder import Encoder
 from .errors import EvalfastError
 from .golden import GoldenSet, select_queries
@@ -133,6 +134,15 @@ def check_config(config: EvalConfig, golden: GoldenSet, similarity: str = "cosin
 Searcher = Callable[[np.ndarray, np.ndarray, int, np.ndarray], Run]  # (docs, queries, k, tie_rank) -> Run
 
 
+class Engine(Protocol):
+    """Somewhere else to embed and search (evalfast.distributed.RayEngine: a Ray cluster)."""
+
+    def embed(self, texts: Sequence[str]) -> Embeddings:
+        """The texts' embeddings; their ``vectors`` need only ``dense()`` for queries and the engine's search."""
+
+    search: Searcher
+
+
 def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.ndarray,
                   config: EvalConfig = EvalConfig(), device: str = "cpu", searcher: Searcher | None = None,
                   similarity: str = "cosine") -> Scored:
@@ -180,13 +190,13 @@ def score_vectors(golden: GoldenSet, doc_vectors: np.ndarray, query_vectors: np.
 
 def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfig(),
              cache: EmbeddingCache | None = None, on_progress: Callable[[int], None] | None = None,
-             engine=None) -> EvalResult:
+             engine: Engine | None = None) -> EvalResult:
     """Embed the corpus and queries, search the top k exactly, and compute the metrics.
 
     Documents and queries get the encoder's document and query prompts (see Encoder.prompted); under the mteb
     protocol only judged queries are evaluated (see for_protocol). ``on_progress(n)`` is called as texts are
     embedded (corpus then queries; n_docs + n_queries in all). ``engine``: None embeds and searches here; an
-    :class:`evalfast.distributed.RayEngine` does both on a cluster.
+    :class:`Engine` (evalfast.distributed.RayEngine) does both elsewhere.
 
     Example::
 

@@ -15,6 +15,7 @@ MANIFEST_NAME = "evalfast.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 OUTPUT_NAME = "sentence_embedding"
+SIMILARITIES = ("cosine", "dot")  # what inner product stands for: the similarities a manifest may name
 FORMAT_VERSION = 2  # 2 added similarity, prompts, default_prompt_name, truncate_dim, max_positions, trust_remote_code
 
 
@@ -181,8 +182,6 @@ def _checked_fields(raw: dict, cls: type, path: Path, fix: str, prefix: str = ""
 def _check_values(manifest: Manifest, path: Path, fix: str) -> None:
     """Values of the right type that no export writes: sizes that are not positive, an unknown similarity, a
     default prompt that is not among the prompts, a truncation longer than the output."""
-    from .conventions import SIMILARITIES  # conventions reads manifests
-
     problems = [(name, "a positive integer") for name in ("opset", "max_seq_length", "dimension", "format_version",
                                                           "truncate_dim", "max_positions")
                 if getattr(manifest, name) is not None and getattr(manifest, name) < 1]

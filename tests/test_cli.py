@@ -67,10 +67,17 @@ def shard_count(cache_dir: Path) -> int:
 
 
 def test_group_help_lists_every_command() -> None:
+    """The Commands section has one line per registered command, naming it and the first words of its help."""
+    from evalfast.cli import cli
+
     result = ok(invoke("--help"))
-    assert "Usage:" in result.output
-    for name in ("export", "embed", "eval", "compare", "metrics"):
-        assert name in result.output
+    listed = result.output.split("Commands:\n", 1)[1].splitlines()
+    names = [line.split()[0] for line in listed if line.startswith("  ") and line.strip()]
+    assert names == sorted(cli.commands) and len(names) >= 9
+    for line in listed:
+        if line.strip():
+            name, summary = line.split(maxsplit=1)
+            assert cli.commands[name].get_short_help_str(limit=200).startswith(summary.rstrip(".").rstrip())
 
 
 @pytest.mark.parametrize("command", sorted(cli.commands))
@@ -478,3 +485,11 @@ def test_failed_eval_keeps_existing_reports(tiny_export: Path, tmp_path: Path, f
     assert_user_error(result)
     assert old_json.read_text() == '{"old": true}\n' and old_md.read_text() == "# old\n"
     assert sorted(p.name for p in reports.iterdir()) == ["out.json", "out.md"]  # no temporary files either
+
+
+def test_version_is_the_installed_package_metadata() -> None:
+    import importlib.metadata
+
+    import evalfast
+
+    assert evalfast.__version__ == importlib.metadata.version("evalfast")
