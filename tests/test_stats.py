@@ -218,3 +218,12 @@ def test_format_not_significant() -> None:
 def test_format_tiny_p() -> None:
     test = PairedTest(-0.05, -0.07, -0.03, 1e-4, 1e-9, -6.0)
     assert format_difference(test, alpha=0.05, adjusted_p=2e-9) == "-0.050 [-0.070, -0.030], p < 0.001"
+
+
+def test_settings_and_inputs_are_checked_with_messages_naming_them() -> None:
+    with pytest.raises(ValueError, match="permutations must be >= 1, got 0"):
+        paired_tests(np.ones(3), np.ones(3), permutations=0)
+    with pytest.raises(ValueError, match="baseline is empty"):
+        paired_tests(np.array([]), np.ones(3))
+    with pytest.raises(ValueError, match="candidate must be 1-D or 2-D"):
+        paired_tests(np.ones(3), np.ones((1, 1, 3)))
