@@ -74,3 +74,32 @@ def test_a_tie_with_the_first_document_is_settled_by_docid_descending(tmp_path: 
     path.write_text("q Q0 c 1 2 r\nq Q0 A 2 1 r\nq Q0 a 3 1 r\n")
     run, _, docs = read_run(path, ["q"], ["a"])
     assert [docs[d] for d in run.doc_ids[0]] == ["c", "a", "A"]
+
+
+def test_write_run_writes_ranks_from_one_and_reads_back(tmp_path: Path) -> None:
+    from evalfast.trec import write_run
+
+    path = tmp_path / "out" / "run.trec"
+    path.parent.mkdir()
+    run = Run(np.array([[1, 0], [2, -1]]), np.array([[0.75, 0.25], [1.5, -np.inf]]))
+    write_run(path, run, ["q1", "q2"], ["d0", "d1", "dé"], "tag")
+    assert path.read_bytes() == "q1 Q0 d1 1 0.75 tag\nq1 Q0 d0 2 0.25 tag\nq2 Q0 dé 1 1.5 tag\n".encode()
+    again, queries, docs = read_run(path, ["q1", "q2"], ["d0", "d1", "dé"])
+    np.testing.assert_array_equal(again.doc_ids, run.doc_ids)
+
+
+@pytest.mark.parametrize(("queries", "docs", "message"), [
+    (["q 1", "q2"], ["d0", "d1", "d2"], "qid 'q 1' holds whitespace"),
+    (["q1", "q2"], ["d0", "d\x01", "d2"], "docid 'd\\\\x01' holds whitespace or a control character"),
+])
+def test_write_run_refuses_ids_a_run_cannot_carry_and_writes_nothing(tmp_path: Path, queries, docs, message) -> None:
+    from evalfast.errors import EvalfastError
+    from evalfast.trec import write_run
+
+    path = tmp_path / "run.trec"
+    run = Run(np.array([[1, 0], [2, -1]]), np.array([[0.75, 0.25], [1.5, -np.inf]]))
+    with pytest.raises(EvalfastError, match=f"^{tmp_path}/run.trec: cannot write the run: {message}"):
+        write_run(path, run, queries, docs, "tag")
+    assert not path.exists()
+    with pytest.raises(EvalfastError, match="run tag 'a b': must be one word"):
+        write_run(path, run, ["q1", "q2"], ["d0", "d1", "d2"], "a b")
