@@ -113,3 +113,11 @@ def test_results_of_other_golden_sets_or_queries_are_refused() -> None:
         compare_results([results[0], other], ["base", "a"])
     with pytest.raises(EvalfastError, match="different queries"):
         compare_results([results[0], result(results[1].per_query, ~evaluated)], ["base", "a"])
+
+
+def test_relative_change_is_the_change_over_the_baseline() -> None:
+    from evalfast.compare import relative_change
+
+    assert relative_change(0.5, 0.6) == pytest.approx(0.2)
+    assert relative_change(0.5, 0.4) == pytest.approx(-0.2)
+    assert np.isnan(relative_change(0.0, 0.4))

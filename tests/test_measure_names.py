@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import ir_measures
+import numpy as np
 import pytest
 import pytrec_eval
 from test_cli import assert_user_error, invoke, ok
@@ -128,3 +129,21 @@ def test_the_cli_refuses_wrong_names_in_one_line(tmp_path: Path, args: list[str]
     (tmp_path / "q.txt").write_text("q1 0 a 1\n")
     (tmp_path / "r.txt").write_text("q1 Q0 a 1 1.0 t\n")
     assert_user_error(invoke("metrics", "--qrels", tmp_path / "q.txt", "--run", tmp_path / "r.txt", *args), *fragments)
+
+
+def test_measure_parameters_are_checked_with_messages() -> None:
+    from evalfast.metrics.averaging import AVERAGES, averaged_queries
+    from evalfast.metrics.measures import FAMILIES, Measure
+
+    assert Measure("P", 5, rel=1).rel is None and Measure("P", 5, rel=2).rel == 2
+    for bad, message in ((lambda: Measure("Q"), f"no measure family 'Q'; the families are {', '.join(FAMILIES)}"),
+                         (lambda: Measure("P", 0), "cutoff 0: give an integer >= 1"),
+                         (lambda: Measure("P", 2.5), "cutoff 2.5: give an integer >= 1"),
+                         (lambda: Measure("P", 5, rel=0), "rel=0: give an integer >= 1"),
+                         (lambda: averaged_queries("most", np.zeros(1, np.int64), np.ones(1, bool)),
+                          f"averaged_queries: rule 'most' is not one of {', '.join(AVERAGES)}")):
+        with pytest.raises(ValueError) as error:
+            bad()
+        assert str(error.value) == message
+    mask, _ = averaged_queries("all", np.ones(2, np.int64), [1, 0])
+    assert mask.dtype == bool and mask.tolist() == [True, True]

@@ -227,3 +227,19 @@ def test_settings_and_inputs_are_checked_with_messages_naming_them() -> None:
         paired_tests(np.array([]), np.ones(3))
     with pytest.raises(ValueError, match="candidate must be 1-D or 2-D"):
         paired_tests(np.ones(3), np.ones((1, 1, 3)))
+
+
+def test_resamples_and_confidence_bounds_are_checked_at_their_edges() -> None:
+    values = np.arange(5.0)
+    assert bootstrap_interval(values, resamples=1, confidence=0.5).low <= 4  # one resample is allowed
+    for resamples, confidence, message in ((0, 0.95, "resamples must be >= 1, got 0"),
+                                           (10, 0.0, r"confidence must be in \(0, 1\), got 0.0"),
+                                           (10, 1.0, r"confidence must be in \(0, 1\), got 1.0"),
+                                           (10, 1.5, r"confidence must be in \(0, 1\), got 1.5")):
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            bootstrap_interval(values, resamples=resamples, confidence=confidence)
+
+
+def test_holm_accepts_python_lists_of_integers_and_keeps_ties_in_order() -> None:
+    adjusted = holm([0, 1, 0])
+    assert adjusted.dtype == np.float64 and adjusted.tolist() == [0.0, 1.0, 0.0]
