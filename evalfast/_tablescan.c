@@ -7,7 +7,7 @@
  * [+-] and at most 18 digits, exactly as strtod / atol read them.
  *
  * Ids are numbered in hash tables that hold each name's first 16 bytes, so that most lookups touch one cache line;
- * lines are tokenised a batch ahead of their lookups, whose slots are prefetched meanwhile. A run scored against
+ * lines are tokenised a batch ahead of their lookups, whose slots' tags are prefetched meanwhile. A run scored against
  * qrels may look its documents up among the qrels' only (known_docs_only): most of a run's documents are unjudged,
  * and numbering them would fill a table many times larger; each query's documents are then checked for a repeat
  * in a small table of their own, which needs each query's lines together (the scan says when they are not).
@@ -19,10 +19,13 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_FIELDS 16         /* the last field a layout may pick is field MAX_FIELDS - 1 (0-based) */
 #define MAX_PARTS 16           /* threads of one scan */
-#define BATCH 32              /* lines tokenised ahead of their lookups, so the table's slots can be fetched early */
+#define BATCH 32              /* lines tokenised ahead of their lookups, so the table's tags can be fetched early */
 #define EXACT_DIGITS 15       /* m * 10^p is one correctly rounded operation for m < 10^15 and |p| <= 22 */
 #define EXACT_POWER 22
 #define MAX_INTEGER_DIGITS 18 /* below 2^63, so atol reads it exactly */
@@ -59,14 +62,17 @@ typedef struct {
 
 typedef struct {
     Slot *slots;
+    unsigned char *tags; /* per slot: 0 empty, else tag_of(its hash); probed before the slot, which they mostly spare */
     size_t mask;
     int64_t count, capacity;
     const unsigned char **at;            /* per id: where its name is (the text, or the known names' buffer) */
     int64_t *length, *first_row;         /* per id */
-    int64_t last_id;                     /* the previous field's: a run lists one query's lines together */
-    Key last_key;
-    uint32_t last_length;
 } Names;
+
+/* A slot's tag: seven bits of the hash that its index does not use (tables have far fewer than 2^57 slots), and
+ * a set top bit. The tags of a table of 512 Ki slots take 512 KiB, which stays in a core's cache: a lookup of a
+ * name not in the table, most of a run's documents, seldom reads a slot. */
+static inline unsigned char tag_of(uint64_t hash) { return (unsigned char)(0x80 | (hash >> 57)); }
 
 static inline uint64_t mix(uint64_t x) { /* splitmix64's finaliser */
     x ^= x >> 30;
@@ -117,32 +123,33 @@ static inline Key key_of(const unsigned char *p, int64_t n, const unsigned char 
     return key;
 }
 
-/* A table of empty slots, written before it is read: a page of calloc's, read first, maps the shared zero page and
- * faults again, flushing every thread's TLB, at its first write. Called through a volatile pointer, the memset is
+/* Zeroed memory (a table's empty tags), written before it is read: a page of calloc's, read first, maps the shared
+ * zero page and faults again, flushing every thread's TLB, at its first write. Called through a volatile pointer, the memset is
  * not folded into a calloc. */
 static void *(*volatile zero_fill)(void *, int, size_t) = memset;
 
-static Slot *empty_slots(size_t size) {
-    Slot *slots = malloc(size * sizeof(Slot));
-    if (slots) zero_fill(slots, 0, size * sizeof(Slot));
-    return slots;
+static void *zeroed(size_t bytes) {
+    void *block = malloc(bytes);
+    if (block) zero_fill(block, 0, bytes);
+    return block;
 }
 
 static int names_init(Names *names, int64_t expected) {
     size_t size = 1024;
     while (size < (size_t)expected * 2) size <<= 1;
     names->mask = size - 1;
-    names->slots = empty_slots(size);
+    names->slots = malloc(size * sizeof(Slot));
+    names->tags = zeroed(size);
     names->capacity = 1024;
     names->at = malloc(names->capacity * sizeof(*names->at));
     names->length = malloc(names->capacity * sizeof(int64_t));
     names->first_row = malloc(names->capacity * sizeof(int64_t));
-    names->last_id = -1;
-    return names->slots && names->at && names->length && names->first_row ? 0 : -1;
+    return names->slots && names->tags && names->at && names->length && names->first_row ? 0 : -1;
 }
 
 static void names_free(Names *names) {
     free(names->slots);
+    free(names->tags);
     free(names->at);
     free(names->length);
     free(names->first_row);
@@ -170,16 +177,22 @@ static int names_make_room(Names *names) {
     }
     if ((size_t)names->count * 2 < names->mask) return 0;
     size_t size = (names->mask + 1) * 2;
-    Slot *slots = empty_slots(size);
-    if (!slots) return -1;
+    Slot *slots = malloc(size * sizeof(Slot));
+    unsigned char *tags = zeroed(size);
+    if (!slots || !tags) {
+        free(slots);
+        free(tags);
+        return -1;
+    }
     for (size_t i = 0; i <= names->mask; i++) {
-        if (!names->slots[i].id) continue;
+        if (!names->tags[i]) continue;
         size_t j = names->slots[i].hash & (size - 1);
-        while (slots[j].id) j = (j + 1) & (size - 1);
-        slots[j] = names->slots[i];
+        while (tags[j]) j = (j + 1) & (size - 1);
+        slots[j] = names->slots[i], tags[j] = names->tags[i];
     }
     free(names->slots);
-    names->slots = slots;
+    free(names->tags);
+    names->slots = slots, names->tags = tags;
     names->mask = size - 1;
     return 0;
 }
@@ -200,15 +213,12 @@ static inline uint32_t capped_length(int64_t n) { return n > UINT32_MAX ? UINT32
 
 /* The id of the n bytes at p, whose key is given, or -1 when they have none. */
 static int64_t names_find(Names *names, const Key *key, const unsigned char *p, int64_t n) {
-    if (names->last_id >= 0 && same_name(names, names->last_id, &names->last_key, names->last_length, key, p, n))
-        return names->last_id;
-    for (size_t i = key->hash & names->mask; names->slots[i].id; i = (i + 1) & names->mask) {
+    unsigned char tag = tag_of(key->hash);
+    for (size_t i = key->hash & names->mask; names->tags[i]; i = (i + 1) & names->mask) {
+        if (names->tags[i] != tag) continue;
         const Slot *slot = &names->slots[i];
         Key slot_key = {slot->hash, {slot->word[0], slot->word[1]}};
-        if (same_name(names, slot->id - 1, &slot_key, slot->length, key, p, n)) {
-            names->last_key = *key, names->last_length = capped_length(n);
-            return names->last_id = slot->id - 1;
-        }
+        if (same_name(names, slot->id - 1, &slot_key, slot->length, key, p, n)) return slot->id - 1;
     }
     return -1;
 }
@@ -221,19 +231,24 @@ static int64_t names_id(Names *names, const Key *key, const unsigned char *p, in
     id = names->count++;
     names->at[id] = p, names->length[id] = n, names->first_row[id] = row;
     size_t i = key->hash & names->mask;
-    while (names->slots[i].id) i = (i + 1) & names->mask;
+    while (names->tags[i]) i = (i + 1) & names->mask;
     Slot slot = {key->hash, {key->word[0], key->word[1]}, (uint32_t)(id + 1), capped_length(n)};
-    names->slots[i] = slot;
-    names->last_key = *key, names->last_length = capped_length(n);
-    return names->last_id = id;
+    names->slots[i] = slot, names->tags[i] = tag_of(key->hash);
+    return id;
 }
 
-static inline void prefetch_slot(const Names *names, uint64_t hash) {
 #if defined(__GNUC__)
-    __builtin_prefetch(&names->slots[hash & names->mask]);
+#define PREFETCH(address) __builtin_prefetch(address)
 #else
-    (void)names, (void)hash;
+#define PREFETCH(address) ((void)(address))
 #endif
+
+/* The slot a lookup of this hash reads first fetched early (its tag was fetched earlier still, by
+ * PREFETCH(&tags[...])): when its tag says it may hold the name, or always when new names go there (numbering).
+ * Most known names are found in that slot. */
+static inline void prefetch_slot(const Names *names, uint64_t hash, int numbering) {
+    size_t i = hash & names->mask;
+    if (numbering || names->tags[i] == tag_of(hash)) PREFETCH(&names->slots[i]);
 }
 
 /* --- numbers -------------------------------------------------------------------------------------------------- */
@@ -406,6 +421,7 @@ typedef struct {
     int64_t n_known_docs;
     Names queries, *docs; /* docs: shared by the parts, which only look names up in it (known_docs_only) */
     Group group;
+    int64_t last_query;           /* the previous row's query id (-1 before the first row) */
     int64_t *query, *doc, *offset; /* outputs, one per data line; offset: the document field's first byte */
     double *value;
     int64_t rows, lines, lines_before; /* lines: counted from the part's start; lines_before: the text's before it */
@@ -449,6 +465,68 @@ static int note_exact(Scan *scan, int64_t row, int64_t start, int64_t length) {
 }
 
 /* Tokenises up to BATCH data lines from *pos; how many. Stops early at a line whose fields the layout refuses. */
+#if defined(__SSE2__)
+/* Bit i of each: whether byte i of the 64 from a line's start is C whitespace, a newline, or at most 0x20 or 0x7f
+ * (whitespace or a control character). SSE2 is in every x86-64. */
+typedef struct {
+    uint64_t separator, newline, stop;
+} LineMasks;
+
+static inline LineMasks line_masks(const unsigned char *p) {
+    const __m128i space = _mm_set1_epi8(' '), tab = _mm_set1_epi8('\t'), four = _mm_set1_epi8(4),
+                  newline = _mm_set1_epi8('\n'), delete = _mm_set1_epi8(0x7f);
+    LineMasks masks = {0, 0, 0};
+    for (int i = 0; i < 4; i++) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)(p + 16 * i)), past_tab = _mm_sub_epi8(bytes, tab);
+        __m128i separator = _mm_or_si128(_mm_cmpeq_epi8(bytes, space), /* space, or \t \n \v \f \r */
+                                         _mm_cmpeq_epi8(_mm_min_epu8(past_tab, four), past_tab));
+        __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(bytes, space), bytes), _mm_cmpeq_epi8(bytes, delete));
+        masks.separator |= (uint64_t)(unsigned)_mm_movemask_epi8(separator) << (16 * i);
+        masks.newline |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(bytes, newline)) << (16 * i);
+        masks.stop |= (uint64_t)(unsigned)_mm_movemask_epi8(stop) << (16 * i);
+    }
+    return masks;
+}
+#endif
+
+/* The fields of the line whose first field starts at p: start and length of the first ``keep`` ones, how many
+ * (*fields), and where the next line starts. */
+static inline Py_ssize_t line_fields(Scan *scan, Py_ssize_t p, Py_ssize_t keep, int64_t *start, int64_t *length,
+                                     Py_ssize_t *fields) {
+    const unsigned char *text = scan->text;
+    Py_ssize_t n = 0;
+#if defined(__SSE2__)
+    if (scan->limit - (text + p) >= 64) { /* a line of up to 63 bytes: its fields read off masks of its bytes */
+        LineMasks masks = line_masks(text + p);
+        if (masks.newline) {
+            int end_of_line = __builtin_ctzll(masks.newline);
+            uint64_t line = (2ULL << end_of_line) - 1, blanks = masks.separator & ~masks.newline;
+            if (masks.stop & ~masks.separator & line) scan->controls = CONTROL;
+            for (int at = 0; at < end_of_line; n++) { /* at: a field's first byte */
+                int end = __builtin_ctzll(masks.separator & (~0ULL << at));
+                if (n < keep) start[n] = p + at, length[n] = end - at;
+                at = __builtin_ctzll(~blanks & (~0ULL << end)); /* the next field, or the newline */
+            }
+            *fields = n;
+            return p + end_of_line + 1;
+        }
+    }
+#endif
+    while (text[p] != '\n') { /* p is at a field's first byte */
+        Py_ssize_t q = p;
+        unsigned char classes = 0;
+        for (; !(CLASSES[text[q]] & SEPARATOR); q++) classes |= CLASSES[text[q]];
+        scan->controls |= classes;
+        if (n < keep) start[n] = p, length[n] = q - p;
+        n++;
+        for (p = q; is_blank(text[p]); p++) {
+        }
+    }
+    *fields = n;
+    return p + 1;
+}
+
+/* Tokenises up to BATCH data lines from *pos; how many. Stops early at a line whose fields the layout refuses. */
 static int tokenise(Scan *scan, Py_ssize_t *pos, Row *rows) {
     const unsigned char *text = scan->text;
     const Layout *layout = scan->layout;
@@ -460,18 +538,8 @@ static int tokenise(Scan *scan, Py_ssize_t *pos, Row *rows) {
         Py_ssize_t p = next_data_line(text, *pos, scan->end, &scan->lines);
         if (p >= scan->end) break;
         int64_t start[MAX_FIELDS], length[MAX_FIELDS];
-        Py_ssize_t fields = 0;
-        while (text[p] != '\n') { /* p is at a field's first byte */
-            Py_ssize_t q = p;
-            unsigned char classes = 0;
-            for (; !(CLASSES[text[q]] & SEPARATOR); q++) classes |= CLASSES[text[q]];
-            scan->controls |= classes;
-            if (fields <= last) start[fields] = p, length[fields] = q - p;
-            fields++;
-            for (p = q; is_blank(text[p]); p++) {
-            }
-        }
-        *pos = p + 1;
+        Py_ssize_t fields;
+        *pos = line_fields(scan, p, last + 1, start, length, &fields);
         if (layout->more_fields_ok ? fields < layout->n_fields : fields != layout->n_fields) {
             scan->bad_count_line = scan->lines, scan->bad_count = fields;
             break;
@@ -480,7 +548,7 @@ static int tokenise(Scan *scan, Py_ssize_t *pos, Row *rows) {
         for (int k = 0; k < 3; k++) row->start[k] = start[layout->picked[k]], row->length[k] = length[layout->picked[k]];
         scan->lines++;
         row->doc = key_of(text + row->start[1], row->length[1], scan->limit);
-        prefetch_slot(scan->docs, row->doc.hash);
+        PREFETCH(&scan->docs->tags[row->doc.hash & scan->docs->mask]);
     }
     return n;
 }
@@ -507,18 +575,31 @@ static int document(Scan *scan, const Row *row, int64_t r, int64_t q, int64_t *d
     return 0;
 }
 
+/* The previous row's query id when this row names the same query (a file's rows come query by query), else -1.
+ * (Kept per part: the parts share the documents' table, which lookups leave unchanged.) */
+static inline int64_t same_query(const Scan *scan, const unsigned char *name, int64_t n) {
+    const Names *queries = &scan->queries;
+    int64_t id = scan->last_query;
+    if (id < 0 || queries->length[id] != n || memcmp(queries->at[id], name, (size_t)n)) return -1;
+    return id;
+}
+
 static void *scan_lines(void *argument) {
     Scan *scan = argument;
     Py_ssize_t pos = scan->lo;
     Row rows[BATCH];
     while (scan->bad_count_line < 0 && scan->grouped) {
         int n = tokenise(scan, &pos, rows);
+        for (int k = 0; k < n; k++) prefetch_slot(scan->docs, rows[k].doc.hash, !scan->known_docs_only);
         for (int k = 0; k < n && scan->grouped; k++, scan->rows++) {
             const Row *row = &rows[k];
             int64_t r = scan->rows, d;
             const unsigned char *query_name = scan->text + row->start[0];
-            Key query = key_of(query_name, row->length[0], scan->limit);
-            int64_t q = names_id(&scan->queries, &query, query_name, row->length[0], r);
+            int64_t q = same_query(scan, query_name, row->length[0]);
+            if (q < 0) {
+                Key query = key_of(query_name, row->length[0], scan->limit);
+                q = scan->last_query = names_id(&scan->queries, &query, query_name, row->length[0], r);
+            }
             if (q < 0 || document(scan, row, r, q, &d) < 0) {
                 scan->out_of_memory = 1;
                 return NULL;
@@ -597,10 +678,12 @@ static int merge_part(Scan *into, Scan *part, int64_t rows, int64_t known_querie
         (*used)[renumbered[id]] = 1;
     }
     if (part != into) {
-        memmove(into->query + rows, part->query, part->rows * sizeof(int64_t));
-        memmove(into->doc + rows, part->doc, part->rows * sizeof(int64_t));
-        memmove(into->value + rows, part->value, part->rows * sizeof(double));
-        memmove(into->offset + rows, part->offset, part->rows * sizeof(int64_t));
+        if (into->query + rows != part->query) { /* earlier parts had blank or comment lines */
+            memmove(into->query + rows, part->query, part->rows * sizeof(int64_t));
+            memmove(into->doc + rows, part->doc, part->rows * sizeof(int64_t));
+            memmove(into->value + rows, part->value, part->rows * sizeof(double));
+            memmove(into->offset + rows, part->offset, part->rows * sizeof(int64_t));
+        }
         for (int64_t r = rows; r < rows + part->rows; r++) {
             into->query[r] = renumbered[into->query[r]];
             if (into->doc[r] >= part->n_known_docs) into->doc[r] += rows;
@@ -659,9 +742,21 @@ static PyObject *first_data_line(PyObject *self, PyObject *args) {
 
 PyDoc_STRVAR(count_byte_doc, "count_byte(text, size, byte) -> how many of the text's first size bytes are byte.");
 
+/* SSE2 (every x86-64 has it) compares 16 bytes at a time and sums the matches of up to 255 blocks in bytes: a
+ * file's newlines are counted at memory speed, where memchr stops at each one. */
 static Py_ssize_t count_in(const unsigned char *p, const unsigned char *end, int byte) {
     Py_ssize_t count = 0;
-    while ((p = memchr(p, byte, (size_t)(end - p)))) count++, p++;
+#if defined(__SSE2__)
+    const __m128i target = _mm_set1_epi8((char)byte), zero = _mm_setzero_si128();
+    while (end - p >= 16) {
+        __m128i sums = zero;
+        for (int block = 0; block < 255 && end - p >= 16; block++, p += 16)
+            sums = _mm_sub_epi8(sums, _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)p), target));
+        __m128i total = _mm_sad_epu8(sums, zero);
+        count += _mm_cvtsi128_si64(total) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(total, total));
+    }
+#endif
+    for (; p < end; p++) count += *p == byte;
     return count;
 }
 
@@ -711,23 +806,69 @@ static int intern_known(Names *names, const unsigned char *base, Py_ssize_t size
 
 PyDoc_STRVAR(scan_doc,
 "scan(text, data_start, size, layout, known_docs_only, parts, part_bytes, known_queries, known_docs, query, doc,\n"
-"value, offset) -> result\n\n"
+"value, offset, keep_docs=False) -> result\n\n"
 "Reads the data lines of text[data_start:size] (data_start: the start of a line; lines before it are counted).\n"
 "layout: (n_fields, more_fields_ok, query field, doc field, number field, integers), the fields 0-based.\n"
 "known_docs_only: documents are looked up among the known ones instead of numbered (one absent gets the number\n"
 "of known names + its row), and each query's lines are checked for a document listed twice, which needs each\n"
 "query's lines together; the text is then read by up to ``parts`` threads, in parts of at least part_bytes.\n"
 "known_*: (n, names, start, length): n names numbered first, at names[start[i]:start[i] + length[i]] (start and\n"
-"length int64 buffers; names any bytes buffer, the text itself or another). query, doc (int64), value\n"
+"length int64 buffers; names any bytes buffer, the text itself or another); known_docs may instead be the\n"
+"documents table an earlier scan kept, when known_docs_only (it is looked up, not changed). query, doc (int64), value\n"
 "(float64) and offset (int64: the document field's first byte) are filled for each data line; they must hold\n"
 "one item per newline from data_start on.\n"
-"result: (rows, bad_count_line, bad_count, bad_number, repeated, grouped, new_queries, new_docs, controls):\n"
+"result: (rows, bad_count_line, bad_count, bad_number, repeated, grouped, new_queries, new_docs, controls,\n"
+"documents): documents is the documents' table (keep_docs: known and new names, numbered as here; else None),\n"
 "bad_count_line is the 0-based line of the first data line with a number of fields the layout refuses (-1 when\n"
 "none; the scan stops there), bad_number (start, length) of the first number refused (start -1 when none),\n"
 "repeated (row, earlier row) of the first row listing its query's document again (-1, -1 when none; checked\n"
 "with known_docs_only), grouped False when a query's lines came apart (known_docs_only; the scan stops there),\n"
 "new_*: (start, length, first row) int64 bytes of each name seen after the known ones, in number order;\n"
 "controls: whether a field holds an ASCII control character (0x00-0x1f or 0x7f, whitespace aside).");
+
+/* A documents table kept past its scan (scan's keep_docs), with views of the buffers its names lie in. */
+#define DOCUMENTS "evalfast._tablescan.documents"
+
+typedef struct {
+    Names names;
+    Buffer text, known;
+} Documents;
+
+static void documents_free(PyObject *capsule) {
+    Documents *documents = PyCapsule_GetPointer(capsule, DOCUMENTS);
+    names_free(&documents->names);
+    release(&documents->text, 1);
+    release(&documents->known, 1);
+    free(documents);
+}
+
+/* The table in a capsule, holding the text and the known names' buffer; NULL with an exception when it fails. */
+static PyObject *keep_documents(Names *docs, PyObject *text, PyObject *known) {
+    Documents *documents = calloc(1, sizeof *documents);
+    if (!documents) return PyErr_NoMemory();
+    if (get_buffer(text, &documents->text, 0, 0, "text") < 0 || get_buffer(known, &documents->known, 0, 0, "names") < 0) {
+        release(&documents->text, 1);
+        free(documents);
+        return NULL;
+    }
+    PyObject *capsule = PyCapsule_New(documents, DOCUMENTS, documents_free);
+    if (!capsule) {
+        release(&documents->text, 1);
+        release(&documents->known, 1);
+        free(documents);
+        return NULL;
+    }
+    documents->names = *docs; /* moved: the scan no longer frees it */
+    memset(docs, 0, sizeof *docs);
+    return capsule;
+}
+
+PyDoc_STRVAR(table_size_doc, "table_size(documents) -> how many names a kept documents table numbers.");
+
+static PyObject *table_size(PyObject *self, PyObject *capsule) {
+    Documents *documents = PyCapsule_GetPointer(capsule, DOCUMENTS);
+    return documents ? PyLong_FromLongLong((long long)documents->names.count) : NULL;
+}
 
 /* Reads the scores that one exact operation could not, with Python's reader: locale-free, correctly rounded as
  * glibc's strtod is, infinity past 1.8e308. */
@@ -757,14 +898,25 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     PyObject *objects[N_BUFFERS];
     Py_ssize_t data_start, size, n_known[2], n_parts, part_bytes;
     Layout layout;
-    int known_docs_only;
-    if (!PyArg_ParseTuple(args, "Onn(npnnnp)pnn(nOOO)(nOOO)OOOO", &objects[TEXT], &data_start, &size,
+    int known_docs_only, keep_docs = 0;
+    PyObject *known_docs;
+    if (!PyArg_ParseTuple(args, "Onn(npnnnp)pnn(nOOO)OOOOO|p", &objects[TEXT], &data_start, &size,
                           &layout.n_fields, &layout.more_fields_ok, &layout.picked[0], &layout.picked[1],
                           &layout.picked[2], &layout.integers, &known_docs_only, &n_parts, &part_bytes, &n_known[0],
-                          &objects[QUERY_NAMES],
-                          &objects[QUERY_STARTS], &objects[QUERY_LENGTHS], &n_known[1], &objects[DOC_NAMES],
-                          &objects[DOC_STARTS], &objects[DOC_LENGTHS], &objects[QUERY], &objects[DOC],
-                          &objects[VALUE], &objects[OFFSET]))
+                          &objects[QUERY_NAMES], &objects[QUERY_STARTS], &objects[QUERY_LENGTHS], &known_docs,
+                          &objects[QUERY], &objects[DOC], &objects[VALUE], &objects[OFFSET], &keep_docs))
+        return NULL;
+    Documents *given = NULL; /* a table kept by an earlier scan, looked up only */
+    if (PyCapsule_CheckExact(known_docs)) {
+        if (!(given = PyCapsule_GetPointer(known_docs, DOCUMENTS))) return NULL;
+        if (!known_docs_only || keep_docs) {
+            PyErr_SetString(PyExc_ValueError, "a kept documents table is only looked up: known_docs_only, not keep_docs");
+            return NULL;
+        }
+        n_known[1] = (Py_ssize_t)given->names.count;
+        objects[DOC_NAMES] = objects[DOC_STARTS] = objects[DOC_LENGTHS] = NULL;
+    } else if (!PyArg_ParseTuple(known_docs, "nOOO", &n_known[1], &objects[DOC_NAMES], &objects[DOC_STARTS],
+                                 &objects[DOC_LENGTHS]))
         return NULL;
     for (int k = 0; k < 3; k++) {
         if (layout.picked[k] < 0 || layout.picked[k] >= MAX_FIELDS || layout.picked[k] >= layout.n_fields) {
@@ -780,8 +932,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     Scan parts[MAX_PARTS];
     memset(parts, 0, sizeof parts);
     int used_parts = 0;
-    Names docs;
-    memset(&docs, 0, sizeof docs);
+    Names own_docs, *docs = given ? &given->names : &own_docs;
+    memset(&own_docs, 0, sizeof own_docs);
     if (get_buffer(objects[TEXT], &buffers[TEXT], 0, size, "text") < 0) goto done;
     const unsigned char *data = buffers[TEXT].view.buf;
     if (size < 1 || data[size - 1] != '\n' || data_start < 0 || data_start > size ||
@@ -789,20 +941,24 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "the text must end in a newline and data_start start a line");
         goto done;
     }
-    for (int k = QUERY_NAMES; k <= DOC_LENGTHS; k++) {
+    for (int k = QUERY_NAMES; k <= (given ? QUERY_LENGTHS : DOC_LENGTHS); k++) {
         Py_ssize_t bytes = k == QUERY_NAMES || k == DOC_NAMES ? 0 : n_known[k >= DOC_NAMES] * 8;
         if (get_buffer(objects[k], &buffers[k], 0, bytes, "known names") < 0) goto done;
     }
-    int64_t capacity = count_in(data + data_start, data + size, '\n');
     for (int k = QUERY; k <= OFFSET; k++)
-        if (get_buffer(objects[k], &buffers[k], 1, capacity * 8, "an output") < 0) goto done;
-    int64_t expected_docs = n_known[1] + (known_docs_only ? 0 : capacity / 2); /* growing costs more than slack */
-    if (names_init(&docs, expected_docs) < 0) {
+        if (get_buffer(objects[k], &buffers[k], 1, 0, "an output") < 0) goto done;
+    int64_t capacity = buffers[QUERY].view.len / 8; /* checked against the parts' lines below */
+    for (int k = DOC; k <= OFFSET; k++)
+        if (buffers[k].view.len / 8 < capacity) capacity = buffers[k].view.len / 8;
+    /* room for a new document on every line, up to 2^20 lines (32 MiB of slots), on half of them past that:
+     * growing costs more than slack */
+    int64_t expected_docs = n_known[1] + (known_docs_only ? 0 : capacity <= 1 << 20 ? capacity : capacity / 2);
+    if (!given && names_init(docs, expected_docs) < 0) {
         PyErr_NoMemory();
         goto done;
     }
-    if (intern_known(&docs, buffers[DOC_NAMES].view.buf, buffers[DOC_NAMES].view.len, buffers[DOC_STARTS].view.buf,
-                     buffers[DOC_LENGTHS].view.buf, n_known[1]) < 0)
+    if (!given && intern_known(docs, buffers[DOC_NAMES].view.buf, buffers[DOC_NAMES].view.len,
+                               buffers[DOC_STARTS].view.buf, buffers[DOC_LENGTHS].view.buf, n_known[1]) < 0)
         goto done;
     if (!known_docs_only || n_parts < 1) n_parts = 1; /* numbering documents: one table, one thread */
     int64_t rows_before = 0, lines_before = count_in(data, data + data_start, '\n');
@@ -812,15 +968,19 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         if (used_parts < n_parts - 1 && size - lo > 2 * part_bytes)
             hi = part_end(data, lo + (size - lo) / (n_parts - used_parts), size);
         int64_t part_lines = count_in(data + lo, data + hi, '\n');
+        if (rows_before + part_lines > capacity) {
+            PyErr_SetString(PyExc_ValueError, "the outputs must hold one item per newline from data_start on");
+            goto done;
+        }
         part->text = data, part->limit = data + buffers[TEXT].view.len, part->lo = lo, part->end = hi;
         part->layout = &layout, part->known_docs_only = known_docs_only, part->n_known_docs = n_known[1];
-        part->docs = &docs;
+        part->docs = docs;
         part->query = (int64_t *)buffers[QUERY].view.buf + rows_before, part->doc = (int64_t *)buffers[DOC].view.buf + rows_before;
         part->value = (double *)buffers[VALUE].view.buf + rows_before;
         part->offset = (int64_t *)buffers[OFFSET].view.buf + rows_before;
         part->lines_before = lines_before;
         part->bad_count_line = -1, part->bad_number.row = -1, part->repeated = part->repeated_first = -1;
-        part->grouped = 1;
+        part->grouped = 1, part->last_query = -1;
         if (names_init(&part->queries, n_known[0] + 1024) < 0 || (known_docs_only && group_init(&part->group) < 0)) {
             PyErr_NoMemory();
             goto done;
@@ -882,12 +1042,14 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         if (!grouped) break;
     }
     free(used);
-    PyObject *queries = new_names(&scan->queries, n_known[0], data), *new_docs = new_names(&docs, n_known[1], data);
-    if (queries && new_docs)
-        result = Py_BuildValue("(LLL(LL)(LL)ONNO)", (long long)rows, (long long)bad_count_line, (long long)bad_count,
+    PyObject *queries = new_names(&scan->queries, n_known[0], data), *new_docs = new_names(docs, n_known[1], data);
+    PyObject *kept = !queries || !new_docs ? NULL
+                     : keep_docs ? keep_documents(docs, objects[TEXT], objects[DOC_NAMES]) : Py_NewRef(Py_None);
+    if (kept)
+        result = Py_BuildValue("(LLL(LL)(LL)ONNON)", (long long)rows, (long long)bad_count_line, (long long)bad_count,
                                (long long)(bad_number.row < 0 ? -1 : bad_number.start), (long long)bad_number.length,
                                (long long)repeated, (long long)repeated_first, grouped ? Py_True : Py_False, queries,
-                               new_docs, controls ? Py_True : Py_False);
+                               new_docs, controls ? Py_True : Py_False, kept);
     else {
         Py_XDECREF(queries);
         Py_XDECREF(new_docs);
@@ -898,7 +1060,7 @@ done:
         group_free(&parts[i].group);
         free(parts[i].exact);
     }
-    names_free(&docs);
+    names_free(&own_docs);
     release(buffers, N_BUFFERS);
     return result;
 }
@@ -980,6 +1142,7 @@ static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
     {"first_data_line", first_data_line, METH_VARARGS, first_data_line_doc},
     {"count_byte", count_byte, METH_VARARGS, count_byte_doc},
+    {"table_size", table_size, METH_O, table_size_doc},
     {"decode", decode, METH_VARARGS, decode_doc},
     {"fields_at", fields_at, METH_VARARGS, fields_at_doc},
     {NULL, NULL, 0, NULL},

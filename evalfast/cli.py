@@ -12,15 +12,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import click
-import numpy as np
+# Read as numpy loads (a user's settings win). OpenBLAS keeps its threads spinning for 2^28 cycles after they start
+# and after each call, which on a machine of two cores takes one from the readers and onnxruntime: 2^4 lets them
+# sleep at once. numpy advises its large arrays into huge pages, whose first touch zeroes (and may compact) 2 MiB at
+# once: the readers' arrays, written once, then fault twice as long in the kernel.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+
+import click  # noqa: E402 - after the setting, which OpenBLAS reads as numpy loads it
+import numpy as np  # noqa: E402
 
 # The model side (encoder, embedding, search, export, statistics) is imported by the commands that use it, so that
 # `evalfast --help` and `evalfast metrics` start in a fraction of a second (tests/test_startup.py).
 from .atomic import STDOUT, Outputs, all_or_none
-from .choices import DEFAULT_KS, DEVICES, MTEB_KS, PROTOCOLS
+from .choices import DEFAULT_KS, DEVICES, MTEB_KS, PROTOCOLS, ROLES
 from .cli_golden import golden as golden_group
-from .conventions import ROLES
 from .errors import EvalfastError
 from .precision import PRECISIONS
 from .progress import progress_bar
@@ -778,7 +784,7 @@ def metrics_command(qrels, run_path, measure_names, ks, average, json_path):
     if not (judgments.relevance > 0).any():
         raise EvalfastError(f"{qrels}: no query has a relevant document (every relevance is 0 or less), so every "
                             "metric would be 0; check the relevance column")
-    run, run_query_names = read_run_to_score(run_path, query_names, doc_names)
+    run, run_query_names = read_run_to_score(run_path, query_names, doc_names, read.doc_table)
     in_run = (run.doc_ids >= 0).any(axis=1)
     mask, counts = averaged_queries(average, judgments.relevant_counts(), in_run)
     if not counts.queries_averaged:  # only --average both can be left with no query

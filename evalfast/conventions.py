@@ -12,7 +12,6 @@ import re
 from .errors import ModelError
 from .manifest import SIMILARITIES, Manifest
 
-ROLES = ("query", "document", "plain")
 ROLE_PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus"), "plain": ()}
 _BARE_WORD = re.compile(r"[A-Za-z_][\w-]*")
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import EvalfastError
-from .manifest import MODEL_FILE, Parity
+
+if TYPE_CHECKING:
+    from .manifest import Parity
 
 
 @dataclass(frozen=True)
@@ -50,4 +53,6 @@ def check_precision(precision: str, device: str) -> Precision:
 
 def variant_file(folder: Path, precision: str) -> Path:
     """The graph file of ``precision`` in the export folder ``folder``."""
+    from .manifest import MODEL_FILE  # deferred: the command line imports this module to list the precisions
+
     return Path(folder) / (MODEL_FILE if precision == "fp32" else f"model.{precision}.onnx")

@@ -9,7 +9,7 @@ corpus-id score', after an optional header whose last field is "score").
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -30,6 +30,63 @@ TREC_RUN = Layout("trec", "a TREC run", "qid Q0 docid rank score tag", 6, True, 
 FORMATS = {layout.format: f"{layout.kind} ({layout.columns})" for layout in (TREC_QRELS, BEIR_QRELS)}
 
 
+class FileNames(Sequence[str]):
+    """Names read from a file, decoded when first used: until then their bytes stay in the file's buffer (a qrels
+    file's documents are often only looked up by the native reader, and never needed as str). Compares equal to a
+    list of the same names."""
+
+    def __init__(self, text: Text, start: np.ndarray, length: np.ndarray) -> None:
+        self._text, self._start, self._length = text, start, length
+        self._names: list[str] | None = None
+
+    def _decoded(self) -> list[str]:
+        if self._names is None:
+            self._names = decode(self._text, self._start, self._length)
+        return self._names
+
+    def __len__(self) -> int:
+        return len(self._start)
+
+    def __getitem__(self, index):
+        return self._decoded()[index]
+
+    def __iter__(self):
+        return iter(self._decoded())
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, FileNames)) else NotImplemented
+
+    def __add__(self, other: Sequence[str]) -> list[str]:
+        return self._decoded() + list(other)
+
+    def __radd__(self, other: Sequence[str]) -> list[str]:
+        return list(other) + self._decoded()
+
+    def __repr__(self) -> str:
+        return f"FileNames({self._decoded()!r})"
+
+    def pick(self, ids: np.ndarray) -> list[str]:
+        """The names of these ids, decoding only them while the rest are not decoded."""
+        if self._names is not None:
+            return [self._names[i] for i in ids.tolist()]
+        return decode(self._text, self._start[ids], self._length[ids])
+
+
+def _pick(names: Sequence[str], ids: np.ndarray) -> list[str]:
+    """names[i] for each id."""
+    return names.pick(ids) if isinstance(names, FileNames) else [names[i] for i in ids.tolist()]
+
+
+def _extended(names: Sequence[str], text: Text, start: np.ndarray, length: np.ndarray) -> Sequence[str]:
+    """A copy of names, then the new names at these byte ranges of the text (FileNames when one of the two is
+    empty: nothing is decoded yet)."""
+    if not len(names):
+        return FileNames(text, start, length)
+    if not start.size and isinstance(names, FileNames):  # immutable: no copy needed
+        return names
+    return list(names) + decode(text, start, length)
+
+
 @dataclass(frozen=True)
 class _Table:
     """A TREC or BEIR file's data lines: query, doc int64 (n,) index the name lists (doc -1: a document not known,
@@ -37,8 +94,8 @@ class _Table:
 
     text: Text
     parsed: Parsed
-    query_names: list[str]
-    doc_names: list[str]
+    query_names: Sequence[str]
+    doc_names: Sequence[str]
 
     @property
     def query(self) -> np.ndarray:
@@ -100,14 +157,15 @@ def _number_problem(field: bytes, what: str, integer: bool) -> str:
 
 
 def _read_table(path: str | os.PathLike[str], choose: Callable[[Text, list[bytes], int], Layout], expected: str,
-                query_names: list[str], doc_names: list[str], known_docs_only: bool = False) -> _Table:
-    """Parse the qid, docid and number of each data line of a TREC or BEIR file.
+                query_names: Sequence[str], doc_names: Sequence[str], **options) -> _Table:
+    """Parse the qid, docid and number of each data line of a TREC or BEIR file (options: read_table's).
 
-    Unseen names are appended to copies of query_names and doc_names, numbered in order of first appearance
+    Unseen names are appended to copies of query_names and doc_names (or given as FileNames when there were
+    none), numbered in order of first appearance
     (unseen documents only where the parse numbered them: see read_table's known_docs_only); a number that is not
     plain C syntax, and a name that is not an id, are EvalfastErrors naming their first line.
     """
-    text, parsed = read_table(path, choose, expected, query_names, doc_names, known_docs_only)
+    text, parsed = read_table(path, choose, expected, query_names, doc_names, **options)
     layout = parsed.layout
     if parsed.bad_number is not None:
         start, length = parsed.bad_number
@@ -115,8 +173,8 @@ def _read_table(path: str | os.PathLike[str], choose: Callable[[Text, list[bytes
         raise EvalfastError(f"{text.path} line {line_of(text, start)}: "
                             f"{_number_problem(field, layout.names[2], layout.integers)}")
     (query_start, query_length, query_first), (doc_start, doc_length, doc_first) = parsed.new_queries, parsed.new_docs
-    all_queries = query_names + decode(text, query_start, query_length)
-    all_docs = doc_names + decode(text, doc_start, doc_length)
+    all_queries = _extended(query_names, text, query_start, query_length)
+    all_docs = _extended(doc_names, text, doc_start, doc_length)
     table = _Table(text, parsed, all_queries, all_docs)
     first_bad = []
     for names, known, first, field_name in ((all_queries, len(query_names), query_first, layout.names[0]),
@@ -146,9 +204,10 @@ class QrelsFile:
     "beir-tsv"; FORMATS says each in words)."""
 
     qrels: Qrels
-    query_names: list[str]
-    doc_names: list[str]
+    query_names: Sequence[str]
+    doc_names: Sequence[str]  # FileNames: decoded when first used
     format: str
+    doc_table: object | None = None  # the native reader's table of doc_names, for read_run_to_score to look up in
 
 
 def read_qrels_file(path: str | os.PathLike[str]) -> QrelsFile:
@@ -157,13 +216,14 @@ def read_qrels_file(path: str | os.PathLike[str]) -> QrelsFile:
     Names are numbered in order of first appearance. A repeated (qid, docid) line with the same rel is dropped;
     with a different rel it is an error.
     """
-    table = _read_table(path, _qrels_layout, f"'{TREC_QRELS.columns}' or '{BEIR_QRELS.columns}'", [], [])
+    table = _read_table(path, _qrels_layout, f"'{TREC_QRELS.columns}' or '{BEIR_QRELS.columns}'", [], [],
+                        keep_doc_table=True)
     keep = table.distinct(same_value_ok=True)
     qrels = Qrels(table.query[keep], table.doc[keep], table.value[keep], len(table.query_names), len(table.doc_names))
-    return QrelsFile(qrels, table.query_names, table.doc_names, table.parsed.layout.format)
+    return QrelsFile(qrels, table.query_names, table.doc_names, table.parsed.layout.format, table.parsed.doc_table)
 
 
-def read_qrels(path: str | os.PathLike[str]) -> tuple[Qrels, list[str], list[str]]:
+def read_qrels(path: str | os.PathLike[str]) -> tuple[Qrels, Sequence[str], Sequence[str]]:
     """read_qrels_file's (Qrels, query names, doc names)."""
     read = read_qrels_file(path)
     return read.qrels, read.query_names, read.doc_names
@@ -188,7 +248,8 @@ def _trec_eval_order(doc_ids: np.ndarray, scores: np.ndarray, names_of: Callable
         in_tie = np.zeros(doc_ids.shape, bool)
         in_tie[:, 1:] |= tied
         in_tie[:, :-1] |= tied
-        docs = np.unique(doc_ids[in_tie])
+        docs = np.sort(doc_ids[in_tie])
+        docs = docs[np.concatenate([[True], docs[1:] != docs[:-1]])]  # distinct, as np.unique (which imports numpy.ma)
         rank = np.zeros(int(doc_ids[rows].max()) + 1, np.int64)  # the rows' other documents rank 0: not tied
         rank[docs] = descending_name_rank(names_of(docs))
         settled = order_like_trec_eval(doc_ids[rows], scores[rows], rank)
@@ -221,7 +282,7 @@ def _names_of(table: _Table) -> Callable[[np.ndarray], list[str]]:
 
     def names_of(ids: np.ndarray) -> list[str]:
         numbered, unnumbered = ids[ids < known], ids[ids >= known] - known
-        named = np.asarray(table.doc_names, dtype=object)[numbered].tolist()
+        named = _pick(table.doc_names, numbered)
         return named + (fields_at(table.text, table.parsed.offsets[unnumbered]) if unnumbered.size else [])
 
     return names_of
@@ -241,14 +302,15 @@ def read_run(
     return _ranked(table, _names_of(table)), table.query_names, table.doc_names
 
 
-def read_run_to_score(path: str | os.PathLike[str], query_names: list[str], doc_names: list[str]
-                      ) -> tuple[Run, list[str]]:
+def read_run_to_score(path: str | os.PathLike[str], query_names: list[str], doc_names: list[str],
+                      doc_table: object | None = None) -> tuple[Run, list[str]]:
     """read_run for scoring against qrels of these names -> (Run, extended query names), faster: a document absent
     from doc_names needs no name, so it may get an id of its own line's, len(doc_names) + its row, and two lines
-    naming one such document two ids (both unjudged). Everything read_run refuses is refused alike.
+    naming one such document two ids (both unjudged). Everything read_run refuses is refused alike. doc_table:
+    the qrels' QrelsFile.doc_table, which spares numbering doc_names again.
     """
     table = _read_table(path, lambda text, first, line: TREC_RUN, repr(TREC_RUN.columns), query_names, doc_names,
-                        known_docs_only=True)
+                        known_docs_only=True, doc_table=doc_table)
     return _ranked(table, _names_of(table)), table.query_names
 
 

@@ -592,6 +592,7 @@ class Parsed:
     plain_ids: bool  # every name is known to be an id (ASCII without control characters); else check them
     docs_numbered: bool = True  # else only known documents have ids, and repeated is checked
     repeated: tuple[int, int] | None = None  # a row listing its query's document again, and the earlier row
+    doc_table: object | None = None  # the native reader's table numbering the known and new documents (keep_doc_table)
 
     def line(self, text: Text, row: int) -> int:
         """The 1-based line of data row ``row``."""
@@ -599,7 +600,8 @@ class Parsed:
 
 
 def read_table(path: str | os.PathLike[str], choose: Callable[[Text, list[bytes], int], Layout], expected: str,
-               query_names: list[str], doc_names: list[str], known_docs_only: bool = False) -> tuple[Text, Parsed]:
+               query_names: list[str], doc_names: list[str], known_docs_only: bool = False,
+               doc_table: object | None = None, keep_doc_table: bool = False) -> tuple[Text, Parsed]:
     """Every data line of a file: its layout (``choose(text, fields of the first data line, its line number)``),
     its ids numbered after the known names, its numbers parsed; and the file's bytes.
 
@@ -607,15 +609,20 @@ def read_table(path: str | os.PathLike[str], choose: Callable[[Text, list[bytes]
     needs no other's name) and each query's repeated document found as it is read: the native reader does so when
     each query's lines come together and every id is plain ASCII (docs_numbered False, then), else every document
     is numbered. The native reader maps a regular file ending in a newline rather than copying it.
+
+    The native reader keeps its table of documents with ``keep_doc_table`` (Parsed.doc_table); given back as
+    ``doc_table`` with the names it numbers as doc_names, it spares numbering them again (known_docs_only).
     """
     if _tablescan is None:
         text = read_text(path, _lines(query_names) + _lines(doc_names))
         known_queries, known_docs = text.appended_lines([len(query_names), len(doc_names)])
         return text, _parse_with_numpy(text, lambda first, line: choose(text, first, line), expected, known_queries,
                                        known_docs)
+    if doc_table is not None and _tablescan.table_size(doc_table) != len(doc_names):
+        raise ValueError("doc_table numbers other documents than doc_names")
     text = map_text(path) or read_text(path)
     return text, _parse_natively(text, lambda first, line: choose(text, first, line), expected, _known(query_names),
-                                 _known(doc_names), known_docs_only)
+                                 doc_names, doc_table if known_docs_only else None, known_docs_only, keep_doc_table)
 
 
 def _lines(names: list[str]) -> bytes:
@@ -625,7 +632,13 @@ def _lines(names: list[str]) -> bytes:
 
 def _known(names: list[str]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """Names as the native scan takes them: (how many, their UTF-8 bytes, start and length of each)."""
-    encoded = list(map(str.encode, names))
+    data = np.frombuffer(_lines(names), np.uint8)
+    end = np.flatnonzero(data == NEWLINE)
+    if end.size == len(names):  # encoded at once, each followed by its newline
+        start = np.empty_like(end)
+        start[:1], start[1:] = 0, end[:-1] + 1
+        return len(names), data, start, end - start
+    encoded = list(map(str.encode, names))  # a name holds a newline
     length = np.fromiter(map(len, encoded), np.int64, len(encoded))
     return len(names), np.frombuffer(b"".join(encoded), np.uint8), np.cumsum(length) - length, length
 
@@ -643,8 +656,8 @@ def _parse_with_numpy(text: Text, choose: Callable[[list[bytes], int], Layout], 
 
 
 def _parse_natively(text: Text, choose: Callable[[list[bytes], int], Layout], expected: str,
-                    known_queries: tuple[int, np.ndarray, np.ndarray, np.ndarray],
-                    known_docs: tuple[int, np.ndarray, np.ndarray, np.ndarray], known_docs_only: bool) -> Parsed:
+                    known_queries: tuple[int, np.ndarray, np.ndarray, np.ndarray], doc_names: list[str],
+                    doc_table: object | None, known_docs_only: bool, keep_doc_table: bool) -> Parsed:
     capacity, ascii = _check_text(text)
     first = _tablescan.first_data_line(text.data, text.size) if text.size else None
     if first is None:
@@ -655,13 +668,16 @@ def _parse_natively(text: Text, choose: Callable[[list[bytes], int], Layout], ex
     values = np.empty(capacity)
     shape = (layout.n_fields, layout.more_fields_ok, *layout.picked, layout.integers)
     data_start = hi + 1 if layout.header else 0
+    known_docs = _known(doc_names) if doc_table is None else doc_table
     while True:
-        rows, bad_line, bad_count, bad_number, repeated, grouped, *new, controls = _tablescan.scan(
+        rows, bad_line, bad_count, bad_number, repeated, grouped, *new, controls, kept = _tablescan.scan(
             text.data, data_start, text.size, shape, known_docs_only, THREADS, PART_BYTES, known_queries, known_docs,
-            query, doc, values, offsets)
+            query, doc, values, offsets, keep_doc_table)
         if not known_docs_only or (grouped and ascii and not controls):
             break
         known_docs_only = False  # a query's lines come apart, or an id may not be one: number every document
+        if doc_table is not None:  # a kept table is only looked up
+            known_docs, doc_table = _known(doc_names), None
     if bad_line >= 0:
         raise _field_count_problem(text, layout, bad_count, bad_line)
     if not rows:
@@ -669,7 +685,7 @@ def _parse_natively(text: Text, choose: Callable[[list[bytes], int], Layout], ex
     new_queries, new_docs = (tuple(np.frombuffer(column, np.int64) for column in names) for names in new)
     return Parsed(layout, offsets[:rows], query[:rows], doc[:rows], values[:rows], new_queries, new_docs,
                   None if bad_number[0] < 0 else bad_number, ascii and not controls, not known_docs_only,
-                  repeated if repeated[0] >= 0 else None)
+                  repeated if repeated[0] >= 0 else None, kept)
 
 
 def fields_at(text: Text, offsets: np.ndarray) -> list[str]:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from evalfast import trec_parse
 from evalfast.errors import EvalfastError
-from evalfast.trec import read_qrels_file, read_run, read_run_to_score
+from evalfast.trec import TREC_RUN, read_qrels_file, read_run, read_run_to_score
 
 pytestmark = pytest.mark.skipif(trec_parse._tablescan is None, reason="evalfast._tablescan is not built")
 
@@ -67,10 +67,10 @@ def outcome(read, path: Path):
     return query_names, doc_names, run.doc_ids.tolist(), np.where(np.isnan(run.scores), 0, run.scores).tolist()
 
 
-def to_score(path: Path, query_names: list[str], doc_names: list[str]):
+def to_score(path: Path, query_names: list[str], doc_names: list[str], doc_table: object = None):
     """read_run_to_score's Run and query names, its documents absent from doc_names all -2 (unjudged), as a
     read_run result."""
-    run, names = read_run_to_score(path, query_names, doc_names)
+    run, names = read_run_to_score(path, query_names, doc_names, doc_table)
     run.doc_ids[run.doc_ids >= len(doc_names)] = -2
     return run, names, doc_names
 
@@ -210,3 +210,94 @@ def test_a_large_grouped_run_read_by_several_threads_reads_as_by_one(tmp_path: P
             several = outcome(lambda p: to_score(p, ["q7"], judged), path)
         assert several == one == outcome(lambda p: read_to_score(p, ["q7"], judged), path), spoil
         assert (one[0] == "refused") == (spoil not in ("", "apart")), spoil
+
+
+QRELS_IDS = st.sampled_from(["q1", "q2", "d", "a", PREFIX.decode(), PREFIX.decode() + "a", "café"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(QRELS_IDS, QRELS_IDS, st.integers(-1, 2)), min_size=1, max_size=8),
+       st.lists(lines(), min_size=0, max_size=12))
+def test_the_qrels_table_kept_for_the_run_reads_as_names_do(judgments, run_lines: list[bytes]) -> None:
+    """read_run_to_score given the qrels' kept documents table (QrelsFile.doc_table) reads what it reads given
+    their names, on one thread or in parts, the run grouped or not."""
+    with tempfile.TemporaryDirectory() as folder:
+        qrels_path, run_path = Path(folder) / "qrels.txt", Path(folder) / "run.txt"
+        distinct = {(q, d): rel for q, d, rel in judgments}
+        qrels_path.write_text("".join(f"{q} 0 {d} {rel}\n" for (q, d), rel in distinct.items()))
+        run_path.write_bytes(b"".join(run_lines))
+        qrels = read_qrels_file(qrels_path)
+        assert qrels.doc_table is not None
+        names = list(qrels.query_names), list(qrels.doc_names)
+        expected = outcome(lambda p: to_score(p, *names), run_path)
+        kept = lambda p: to_score(p, qrels.query_names, qrels.doc_names, qrels.doc_table)  # noqa: E731
+        assert outcome(kept, run_path) == expected
+        with in_parts():
+            assert outcome(kept, run_path) == expected
+
+
+def test_a_kept_table_is_checked_against_its_names_and_only_looked_up(tmp_path: Path) -> None:
+    (tmp_path / "qrels.txt").write_text("q1 0 d1 1\nq1 0 d2 0\n")
+    (tmp_path / "run.txt").write_text("q1 Q0 d2 1 2 run\nq1 Q0 d3 2 1 run\n")
+    qrels = read_qrels_file(tmp_path / "qrels.txt")
+    assert trec_parse._tablescan.table_size(qrels.doc_table) == 2
+    with pytest.raises(ValueError, match="other documents"):
+        read_run_to_score(tmp_path / "run.txt", qrels.query_names, ["d1"], qrels.doc_table)
+    known_queries = trec_parse._known(["q1"])
+    outputs = [np.empty(2, np.int64) for _ in range(3)]
+    with pytest.raises(ValueError, match="only looked up"):  # numbering documents would change the qrels' table
+        trec_parse._tablescan.scan(np.frombuffer(b"q1 Q0 d3 1 1 run\n", np.uint8), 0, 17, (6, True, 0, 2, 4, False),
+                                   False, 1, 1, known_queries, qrels.doc_table, *outputs[:2], np.empty(2), outputs[2])
+
+
+def test_file_names_are_decoded_when_first_used(tmp_path: Path) -> None:
+    """A qrels file's names stay bytes until used (ids of ASCII need no check): scoring a run against the kept table
+    decodes none of the documents'; they compare, index, slice, concatenate and pick as the list of the same names
+    does."""
+    (tmp_path / "qrels.txt").write_text("q1 0 cafe 1\nq1 0 d2 0\nq2 0 d3 2\n")
+    (tmp_path / "run.txt").write_text("q1 Q0 d2 1 2 run\nq1 Q0 x 2 1 run\n")
+    qrels = read_qrels_file(tmp_path / "qrels.txt")
+    docs = qrels.doc_names
+    read_run_to_score(tmp_path / "run.txt", qrels.query_names, docs, qrels.doc_table)
+    assert docs._names is None
+    assert docs.pick(np.array([2, 0])) == ["d3", "cafe"] and docs._names is None
+    assert docs == ["cafe", "d2", "d3"] and docs != ["cafe", "d2"] and len(docs) == 3
+    assert (docs[1], docs[-1], docs[:2]) == ("d2", "d3", ["cafe", "d2"])
+    assert docs + ["e"] == ["cafe", "d2", "d3", "e"] and ["e"] + docs == ["e", "cafe", "d2", "d3"]
+    assert docs.pick(np.array([1])) == ["d2"] and "d3" in docs
+
+
+@contextmanager
+def before_a_guard_page(data: bytes):
+    """``data`` as a uint8 array ending where a page that cannot be read begins: a read past its end faults."""
+    import ctypes
+
+    page = mmap.PAGESIZE
+    pages = -(-len(data) // page) + 1
+    memory = mmap.mmap(-1, pages * page)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    assert libc.mprotect(address + (pages - 1) * page, page, 0) == 0  # PROT_NONE
+    start = (pages - 1) * page - len(data)
+    memory[start:start + len(data)] = data
+    view = np.frombuffer(memory, np.uint8)[start:(pages - 1) * page]
+    try:
+        yield view
+    finally:
+        del view
+        libc.mprotect(address + (pages - 1) * page, page, mmap.PROT_READ | mmap.PROT_WRITE)
+
+
+@pytest.mark.parametrize("last_line_bytes", range(16, 84, 3))
+def test_the_scan_reads_nothing_past_a_text_that_ends_at_a_guard_page(last_line_bytes: int) -> None:
+    """The tokeniser reads 64 bytes at a time where there is room: a text ending at a page that cannot be read,
+    last lines of every length, reads as numpy reads it, and does not fault."""
+    doc = "z" * (last_line_bytes - len("q9 Q0  1 2.5 r\n"))
+    data = f"q1 Q0 d1 1 1 r\nq9 Q0 {doc} 1 2.5 r\n".encode()
+    with before_a_guard_page(data) as view:
+        text = trec_parse.Text("guarded", view, view.size, view.size, 0)
+        parsed = trec_parse._parse_natively(text, lambda first, line: TREC_RUN, "", trec_parse._known(["q9"]),
+                                            [doc], None, True, False)
+        assert parsed.query.tolist() == [1, 0] and parsed.doc.tolist() == [1, 0]  # d1 unknown: 1 known + row 0
+        assert trec_parse.fields_at(text, parsed.offsets) == ["d1", doc]
