@@ -4,6 +4,7 @@ loads none of the model side's heavy packages (each costs a tenth of a second or
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +14,12 @@ import pytest
 from conftest import REPO, write_file
 
 HEAVY = ("onnxruntime", "faiss", "scipy", "torch", "transformers", "tokenizers", "tqdm", "sentence_transformers",
-         "optimum")
+         "optimum", "numpy.ma")  # numpy.ma: 0.02 s, imported by np.unique
 # Runs ``setup`` in a fresh interpreter, then prints the heavy packages it imported as the last line of stdout.
 PROBE = """
 import json, sys
 {setup}
-print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})))
+print(json.dumps(sorted(m for m in sys.modules if m in {heavy!r} or m.split('.')[0] in {heavy!r})))
 """
 RUN_CLI = """
 import runpy
@@ -51,7 +52,7 @@ def test_help_loads_no_heavy_package(argv: list[str]) -> None:
 
 def test_metrics_on_trec_files_loads_no_heavy_package(tmp_path: Path) -> None:
     qrels = write_file(tmp_path / "qrels.txt", "q1 0 d1 1\nq1 0 d2 0\nq2 0 d3 2\nq2 0 d4 1\n")
-    run = write_file(tmp_path / "run.txt", "q1 Q0 d2 1 2.0 t\nq1 Q0 d1 2 1.0 t\nq2 Q0 d4 1 1.5 t\nq2 Q0 d5 2 1.0 t\n")
+    run = write_file(tmp_path / "run.txt", "q1 Q0 d2 1 2.0 t\nq1 Q0 d1 2 1.0 t\nq2 Q0 d4 1 1.5 t\nq2 Q0 d5 2 1.5 t\n")
     scores = tmp_path / "scores.json"
     argv = ["metrics", "--qrels", str(qrels), "--run", str(run), "--json", str(scores)]
     assert heavy_modules_after(RUN_CLI.format(argv=argv)) == []
@@ -69,3 +70,17 @@ def test_package_names_are_imported_on_first_use() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["[]", "evalfast.evaluate", "evaluate", "True", "Encoder"]
+
+
+@pytest.mark.parametrize("settings", [{}, {"OPENBLAS_THREAD_TIMEOUT": "7", "NUMPY_MADVISE_HUGEPAGE": "1"}],
+                         ids=["defaults", "the user's"])
+def test_the_cli_settles_numpys_threads_and_pages_before_numpy_loads(settings: dict[str, str]) -> None:
+    """OpenBLAS's idle threads sleep at once (no spinning on a core the readers need) and numpy's arrays are not
+    advised into huge pages, unless the user said otherwise: numpy reads both as it loads."""
+    code = ("import os, evalfast.cli, numpy._core.multiarray as arrays\n"
+            "print(os.environ['OPENBLAS_THREAD_TIMEOUT'], arrays._get_madvise_hugepage())")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "NUMPY_MADVISE_HUGEPAGE")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**env, **settings})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == (["7", "True"] if settings else ["4", "False"])
