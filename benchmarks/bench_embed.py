@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 from evalfast.atomic import write_text
-from evalfast.report import dumps
+from evalfast.reports.report import dumps
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--export", type=Path, default=DEFAULT_EXPORT,
                         help=f"evalfast export folder of {MODEL_NAME}; created with "
-                             f"evalfast.export.export_model if missing (default: {DEFAULT_EXPORT})")
+                             f"evalfast.model.export.export_model if missing (default: {DEFAULT_EXPORT})")
     parser.add_argument("--texts", type=Path, default=None,
                         help="text file, one text per line (default: corpus title+text and queries of "
                              "data/golden/handwritten, cycled to --n and made distinct)")
@@ -203,7 +203,7 @@ def ensure_export(folder: Path) -> bool:
     """Create the export if the folder is missing; True if it was created now."""
     if folder.is_dir():
         return False
-    from evalfast.export import export_model
+    from evalfast.model.export import export_model
 
     print(f"exporting {MODEL_NAME} -> {folder} (once) ...", file=sys.stderr, flush=True)
     export_model(MODEL_NAME, folder)
@@ -299,11 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from evalfast.embeddings import embed
-    from evalfast.encoder import Encoder, EncoderConfig
+    from evalfast.model.embeddings import embed
+    from evalfast.model.encoder import Encoder, EncoderConfig
     from evalfast.errors import EvalfastError
-    from evalfast.parity import one_minus_cos
-    from evalfast.registry import find_model
+    from evalfast.model.parity import one_minus_cos
+    from evalfast.model.registry import find_model
 
     if args.texts is None:
         pool = golden_pool()

@@ -6,7 +6,7 @@ sentence-transformers encode plus a FAISS flat index, under the same open-loop l
     python benchmarks/bench_latency.py --docs 200000 --duration 10
 
 The index holds the hand-written set's 320 documents, then the ``--distractors`` (real passages, embedded once
-and cached), then synthetic documents drawn around all of those (evalfast.latency.synthetic_corpus) up to
+and cached), then synthetic documents drawn around all of those (evalfast.perf.latency.synthetic_corpus) up to
 ``--docs``; the queries are the set's real queries, embedded one at a time inside each request. Peers, in
 alternating order, each with ``--concurrency`` workers:
   * evalfast: ``Encoder.encode_one`` (onnxruntime, ``--precision``, one thread) + FAISS HNSW (M 32, efSearch
@@ -31,16 +31,16 @@ import numpy as np
 from bench_embed import DEFAULT_EXPORT, GOLDEN, RESULTS_DIR, load_average, positive_int, report_header
 
 from evalfast.atomic import write_text
-from evalfast.cache import EmbeddingCache, default_cache_dir
-from evalfast.embeddings import embed
-from evalfast.encoder import Encoder, EncoderConfig
-from evalfast.golden import load_golden
-from evalfast.index import search
-from evalfast.latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, query_server,
+from evalfast.model.cache import EmbeddingCache, default_cache_dir
+from evalfast.model.embeddings import embed
+from evalfast.model.encoder import Encoder, EncoderConfig
+from evalfast.data.golden import load_golden
+from evalfast.search.index import search
+from evalfast.perf.latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, query_server,
                               recall_by_ef_search, run_load, summarize_load)
-from evalfast.variants import ensure_variant
+from evalfast.model.variants import ensure_variant
 from evalfast.progress import progress_bar
-from evalfast.report import dumps
+from evalfast.reports.report import dumps
 
 GOAL_P99_MS, GOAL_RECALL = 10.0, 0.95
 EF_VALUES = [16, 32, 64, 128, 256, 512]
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     import faiss
     from sentence_transformers import SentenceTransformer
 
-    from evalfast.bench import source_model
+    from evalfast.perf.bench import source_model
 
     args = parse_args(argv)
     started, load_before = dt.datetime.now(dt.timezone.utc), load_average()

@@ -61,8 +61,8 @@ from metrics_peers import MEASURES
 from trec_files import write_trec_files
 from evalfast.atomic import write_text
 from evalfast.metrics import METRICS, compute, judge, summarize
-from evalfast.qrels import Qrels, pair_keys
-from evalfast.report import dumps
+from evalfast.data.qrels import Qrels, pair_keys
+from evalfast.reports.report import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -269,7 +269,7 @@ def value_differences(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]
 
 def native_reader_built() -> bool:
     """Whether evalfast's C table reader is built here (else `evalfast metrics` reads with numpy)."""
-    return importlib.util.find_spec("evalfast._tablescan") is not None
+    return importlib.util.find_spec("evalfast.data._tablescan") is not None
 
 
 def whole_process(args: argparse.Namespace, started: dt.datetime, command_line: str) -> int:
@@ -298,7 +298,8 @@ def whole_process(args: argparse.Namespace, started: dt.datetime, command_line: 
                  "seed": args.seed, "run_lines": count_lines(run), "qrels_lines": count_lines(qrels),
                  "run_mb": run.stat().st_size / 2**20, "qrels_mb": qrels.stat().st_size / 2**20,
                  "evalfast_average": evalfast_document.get("average")},
-        "evalfast_reader": "native (evalfast._tablescan)" if native_reader_built() else "numpy (no C extension built)",
+        "evalfast_reader": ("native (evalfast.data._tablescan)" if native_reader_built()
+                            else "numpy (no C extension built)"),
         "repeats": args.repeats,
         "commands": {name: shlex.join(command) for name, command in commands.items()},
         "contenders": {name: {"seconds": summary([r["seconds"] for r in done]),

@@ -535,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench_embed import load_average, report_header  # imports evalfast: the parent's environment only
     from evalfast.atomic import write_text
-    from evalfast.report import dumps
+    from evalfast.reports.report import dumps
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-mteb-"))
     try:

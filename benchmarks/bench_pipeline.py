@@ -31,10 +31,10 @@ from bench_embed import (DEFAULT_EXPORT, RESULTS_DIR, cycle_distinct, golden_poo
                          report_header)
 
 from evalfast.atomic import write_text
-from evalfast.encoder import Encoder, EncoderConfig
-from evalfast.parity import one_minus_cos
-from evalfast.variants import ensure_variant
-from evalfast.report import dumps
+from evalfast.model.encoder import Encoder, EncoderConfig
+from evalfast.model.parity import one_minus_cos
+from evalfast.model.variants import ensure_variant
+from evalfast.reports.report import dumps
 
 PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "tokenizers", "evalfast")
 

@@ -9,7 +9,7 @@ temporary folder (``--tmp``) and every peer opens it read-only with ``mmap_mode=
 the peers run (warm cache). Queries are held in memory.
 
 Each peer runs in its own subprocess, so that its peak RSS is its own:
-  * evalfast: ``evalfast.index.search(corpus_memmap, queries, k, tie_rank)``: FAISS brute-force knn per block of
+  * evalfast: ``evalfast.search.index.search(corpus_memmap, queries, k, tie_rank)``: FAISS brute-force knn per block of
     ``--block`` rows, heap merge, exact rescoring of k + margin candidates, trec_eval tie order;
   * faiss: the whole corpus added to one ``faiss.IndexFlatIP`` in memory (add timed on its own), then
     ``index.search(queries, k)``, the natural peer;
@@ -45,7 +45,7 @@ import numpy as np
 from bench_embed import load_average, machine_info, positive_int
 
 from evalfast.atomic import write_text
-from evalfast.report import dumps
+from evalfast.reports.report import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="where evalfast finds its candidates (default: cpu; cuda needs onnxruntime-gpu)")
     parser.add_argument("--block", type=positive_int, default=None,
-                        help="evalfast.index.DOC_BLOCK, corpus rows per FAISS call (default: evalfast's)")
+                        help="evalfast.search.index.DOC_BLOCK, corpus rows per FAISS call (default: evalfast's)")
     parser.add_argument("--gemm-tile", type=positive_int, default=8192,
                         help="corpus rows per matmul of the gemm peer (default: 8192)")
     parser.add_argument("--repeats", type=positive_int, default=1, help="rounds of all peers (default: 1)")
@@ -139,13 +139,13 @@ def run_worker(args: argparse.Namespace) -> dict:
     sampler.start()
     result: dict = {"peer": args.worker}
     if args.worker == "evalfast":
-        import evalfast.index
+        import evalfast.search.index
 
         if args.block:
-            evalfast.index.DOC_BLOCK = args.block
-        result["doc_block"] = getattr(evalfast.index, "DOC_BLOCK", None)  # None: a version that did not block
+            evalfast.search.index.DOC_BLOCK = args.block
+        result["doc_block"] = getattr(evalfast.search.index, "DOC_BLOCK", None)  # None: a version that did not block
         started = time.perf_counter()
-        run = evalfast.index.search(corpus, queries, args.k, np.arange(len(corpus)), args.device)
+        run = evalfast.search.index.search(corpus, queries, args.k, np.arange(len(corpus)), args.device)
         result["seconds"] = time.perf_counter() - started
         scores, ids = run.scores, run.doc_ids
     elif args.worker == "faiss":

@@ -4,7 +4,7 @@
     python benchmarks/validate_synthetic.py --passages passages.txt --sizes 100000,480000
 
 `evalfast latency --synthetic-docs` grows an index beyond what can be embedded by drawing documents around real
-ones (evalfast.latency.synthetic_corpus). Its recall@10 is only evidence about a real corpus of that size if the
+ones (evalfast.perf.latency.synthetic_corpus). Its recall@10 is only evidence about a real corpus of that size if the
 generator makes neighbourhoods like real ones. This script checks that on real passages (their embeddings are
 cached after the first run): for each size N it indexes N real passages, and N synthetic documents drawn around
 a tenth of them (``--anchor-share``), builds HNSW32 over each, and reports recall@10 against exact search at
@@ -24,15 +24,15 @@ import numpy as np
 from bench_embed import DEFAULT_EXPORT, GOLDEN, RESULTS_DIR, load_average, report_header
 
 from evalfast.atomic import write_text
-from evalfast.cache import EmbeddingCache, default_cache_dir
-from evalfast.embeddings import embed
-from evalfast.encoder import Encoder, EncoderConfig
-from evalfast.golden import load_golden
-from evalfast.index import search
-from evalfast.latency import IndexSpec, build_index, recall_by_ef_search, synthetic_corpus
-from evalfast.variants import ensure_variant
+from evalfast.model.cache import EmbeddingCache, default_cache_dir
+from evalfast.model.embeddings import embed
+from evalfast.model.encoder import Encoder, EncoderConfig
+from evalfast.data.golden import load_golden
+from evalfast.search.index import search
+from evalfast.perf.latency import IndexSpec, build_index, recall_by_ef_search, synthetic_corpus
+from evalfast.model.variants import ensure_variant
 from evalfast.progress import progress_bar
-from evalfast.report import dumps
+from evalfast.reports.report import dumps
 
 PACKAGES = ("numpy", "onnxruntime", "faiss-cpu", "evalfast")
 

@@ -18,19 +18,19 @@ import types
 
 # public name -> the submodule that defines it
 _SOURCES = {
-    "EmbeddingCache": "cache",
-    "Encoder": "encoder",
-    "EncoderConfig": "encoder",
+    "EmbeddingCache": "model.cache",
+    "Encoder": "model.encoder",
+    "EncoderConfig": "model.encoder",
     "EvalConfig": "evaluate",
     "EvalResult": "evaluate",
     "EvalfastError": "errors",
-    "GoldenSet": "golden",
-    "Run": "run",
-    "compare_results": "compare",
-    "embed": "embeddings",
+    "GoldenSet": "data.golden",
+    "Run": "data.run",
+    "compare_results": "comparison.compare",
+    "embed": "model.embeddings",
     "evaluate": "evaluate",
-    "export_model": "export",
-    "load_golden": "golden",
+    "export_model": "model.export",
+    "load_golden": "data.golden",
 }
 
 __all__ = sorted(_SOURCES)

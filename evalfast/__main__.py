@@ -1,6 +1,6 @@
 """``python -m evalfast``."""
 
-from .cli import main
+from evalfast.cli import main
 
 if __name__ == "__main__":
     main()

@@ -24,23 +24,23 @@ import numpy as np  # noqa: E402
 
 # The model side (encoder, embedding, search, export, statistics) is imported by the commands that use it, so that
 # `evalfast --help` and `evalfast metrics` start in a fraction of a second (tests/test_startup.py).
-from .atomic import STDOUT, Outputs, all_or_none
-from .choices import DEFAULT_KS, DEVICES, MTEB_KS, PROTOCOLS, ROLES
-from .cli_golden import golden as golden_group
-from .errors import EvalfastError
-from .precision import PRECISIONS
-from .progress import progress_bar
-from .report import (bench_markdown, bench_table, dumps, format_result, metric_grid, result_json, result_markdown,
-                     text_table)
-from .texts import read_texts
-from .trec import FORMATS as QRELS_FORMATS, read_qrels_file, read_run_to_score, write_run
+from evalfast.atomic import STDOUT, Outputs, all_or_none
+from evalfast.choices import DEFAULT_KS, DEVICES, MTEB_KS, PROTOCOLS, ROLES
+from evalfast.cli_golden import golden as golden_group
+from evalfast.errors import EvalfastError
+from evalfast.model.precision import PRECISIONS
+from evalfast.progress import progress_bar
+from evalfast.reports.report import (bench_markdown, bench_table, dumps, format_result, metric_grid, result_json,
+                                     result_markdown, text_table)
+from evalfast.data.texts import read_texts
+from evalfast.data.trec import FORMATS as QRELS_FORMATS, read_qrels_file, read_run_to_score, write_run
 
 if TYPE_CHECKING:
-    from .cache import EmbeddingCache
-    from .embeddings import Embeddings
-    from .encoder import Encoder, EncoderConfig
-    from .evaluate import EvalConfig, EvalResult
-    from .golden import GoldenSet
+    from evalfast.model.cache import EmbeddingCache
+    from evalfast.model.embeddings import Embeddings
+    from evalfast.model.encoder import Encoder, EncoderConfig
+    from evalfast.evaluate import EvalConfig, EvalResult
+    from evalfast.data.golden import GoldenSet
 
 
 class EvalfastGroup(click.Group):
@@ -117,7 +117,7 @@ class ModelChoice:
 
     def encoder_config(self, device: str, precision: str, threads: int | None = None) -> EncoderConfig:
         """The device's batching (see EncoderConfig.for_device) with these overrides."""
-        from .encoder import EncoderConfig
+        from evalfast.model.encoder import EncoderConfig
 
         config = EncoderConfig.for_device(device, precision)
         return dataclasses.replace(
@@ -224,8 +224,8 @@ def open_encoder(model: str, device: str, precision: str, cache_dir: Path | None
                  ) -> tuple[Encoder, EmbeddingCache | None]:
     """The encoder for ``model`` (see open_model) and its embedding cache (None with --no-cache).
     ``threads``: onnxruntime's intra-op threads [default: one per core]."""
-    from .cache import EmbeddingCache, default_cache_dir
-    from .model import open_model
+    from evalfast.model.cache import EmbeddingCache, default_cache_dir
+    from evalfast.model.opening import open_model
 
     root = cache_dir or default_cache_dir()
     encoder = open_model(model, choice.encoder_config(device, precision, threads), root, choice.trust_remote_code,
@@ -246,8 +246,8 @@ class EngineChoice:
         """A RayEngine for ``encoder``, or None for the local engine."""
         if self.name != "ray":
             return None
-        from .cache import default_cache_dir
-        from .distributed import RayEngine
+        from evalfast.model.cache import default_cache_dir
+        from evalfast.search.distributed import RayEngine
 
         return RayEngine(encoder, self.shard_dir or (cache_dir or default_cache_dir()) / "shards", self.actors)
 
@@ -279,7 +279,7 @@ def engine_session(engine: EngineChoice):
     if engine.name != "ray":
         yield
         return
-    from .distributed import require_ray, start_ray
+    from evalfast.search.distributed import require_ray, start_ray
 
     started = start_ray(engine.address)
     try:
@@ -291,7 +291,7 @@ def engine_session(engine: EngineChoice):
 
 def load_golden_noting(golden_path: Path, split: str = "test") -> GoldenSet:
     """load_golden, with each thing it tolerated printed to stderr as a warning."""
-    from .golden import load_golden
+    from evalfast.data.golden import load_golden
 
     golden = load_golden(golden_path, split)
     for warning in golden.warnings:
@@ -304,8 +304,8 @@ def run_eval(model: str, golden_path: Path, split: str, config: EvalConfig, devi
              choice: ModelChoice = ModelChoice()) -> tuple[GoldenSet, EvalResult]:
     """Load, embed with a progress bar, evaluate (here, or on Ray). Warns when the golden set's queries were in the
     model's training data."""
-    from .evaluate import evaluate, for_protocol
-    from .overlap import training_overlap
+    from evalfast.evaluate import evaluate, for_protocol
+    from evalfast.train.overlap import training_overlap
 
     golden = for_protocol(load_golden_noting(golden_path, split), config.protocol)
     overlap = training_overlap(model, golden.query_texts, str(golden_path))
@@ -351,7 +351,7 @@ def export_command(model: str, output: Path | None, opset: int | None, overwrite
       evalfast export ./my-finetuned-model -o export/finetuned --overwrite
       evalfast export ./model-with-own-code --trust-remote-code
     """
-    from .export import default_export_dir, export_model
+    from evalfast.model.export import default_export_dir, export_model
 
     manifest = export_model(model, output, opset=opset, overwrite=overwrite, trust_remote_code=trust_remote_code,
                             on_status=say_status)
@@ -393,7 +393,7 @@ def embed_command(model, device, precision, cache_dir, no_cache, input_path, fie
       evalfast embed -m export/all-MiniLM-L6-v2 -i corpus.txt -o corpus.npy --dim 128 --max-seq-length 128
       evalfast embed -m export/all-MiniLM-L6-v2 -i corpus.txt -o corpus.npy --engine ray --actors 8
     """
-    from .embeddings import embed
+    from evalfast.model.embeddings import embed
 
     if choice.prompt is not None and role != "plain":
         raise EvalfastError(f"--prompt is the plain role's prompt; with --role {role} use --{role}-prompt")
@@ -472,9 +472,9 @@ def eval_command(model, device, precision, cache_dir, no_cache, golden, split, p
       evalfast eval -m export/all-MiniLM-L6-v2 -g seed.csv --protocol pairs --json out.json
       evalfast eval -m export/all-MiniLM-L6-v2 -g data/golden/handwritten --engine ray --address ray://head:10001
     """
-    from .compare import StatSettings, metric_intervals
-    from .evaluate import EvalConfig
-    from .mteb_results import mteb_document
+    from evalfast.comparison.compare import StatSettings, metric_intervals
+    from evalfast.evaluate import EvalConfig
+    from evalfast.reports.mteb_results import mteb_document
 
     config = EvalConfig.for_protocol(protocol, ks, seed=seed, rag_threshold=rag_threshold,
                                      ignore_identical_ids=ignore_identical_ids)
@@ -500,7 +500,7 @@ def write_outputs(out: Outputs, golden: GoldenSet, named_results: list[tuple[str
                   per_query_path: Path | None, run_path: Path | None) -> None:
     """Stage --per-query and --run in ``out`` (a file for one model; for several, a folder with one file per
     model)."""
-    from .per_query import write_per_query
+    from evalfast.reports.per_query import write_per_query
 
     if per_query_path:
         write_per_query(out.path(per_query_path), named_results, golden)
@@ -558,10 +558,10 @@ def compare_command(models, device, precisions, cache_dir, no_cache, golden, spl
     """
     from datetime import datetime, timezone
 
-    from .compare import StatSettings, compare_results
-    from .compare_report import comparison_document, comparison_markdown, comparison_text
-    from .evaluate import EvalConfig
-    from .html_report import render_html
+    from evalfast.comparison.compare import StatSettings, compare_results
+    from evalfast.reports.compare_report import comparison_document, comparison_markdown, comparison_text
+    from evalfast.evaluate import EvalConfig
+    from evalfast.reports.html_report import render_html
 
     to_stderr = human_to_stderr(json_path, markdown_path, html_path, per_query_path)
     if run_path is not None and str(run_path) == STDOUT:
@@ -621,8 +621,8 @@ def finetune_command(base, golden, output, epochs, batch_size, lr, hard_negative
       evalfast finetune -m all-MiniLM-L6-v2 -g data/golden/handwritten -o export/minilm-prompts
       evalfast finetune -m all-MiniLM-L6-v2 -g golden/heuristic -o export/minilm-heuristic --hard-negatives 0 --resume
     """
-    from .compare_report import comparison_text
-    from .finetune import FinetuneConfig, finetune
+    from evalfast.reports.compare_report import comparison_text
+    from evalfast.train.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(epochs, batch_size, lr, hard_negatives, seed, device)
     try:
@@ -702,11 +702,11 @@ def latency_command(model, device, precision, cache_dir, no_cache, golden, index
     """
     from datetime import datetime, timezone
 
-    from .embeddings import embed
-    from .html_report import render_latency_html
-    from .latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, query_server,
-                          run_load, summarize_load, sweep)
-    from .latency_report import latency_document, latency_text
+    from evalfast.model.embeddings import embed
+    from evalfast.reports.html_report import render_latency_html
+    from evalfast.perf.latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus,
+                                       query_server, run_load, summarize_load, sweep)
+    from evalfast.reports.latency_report import latency_document, latency_text
 
     arrivals = arrival_times(qps, duration, arrival, seed)  # refuses an impossible load before any work
     golden_set = load_golden_noting(golden)
@@ -771,9 +771,9 @@ def metrics_command(qrels, run_path, measure_names, ks, average, json_path):
     """
     from click.core import ParameterSource
 
-    from .metrics.averaging import averaged_queries, means
-    from .metrics.measures import measure_values
-    from .metrics.names import default_measures, parse_measures
+    from evalfast.metrics.averaging import averaged_queries, means
+    from evalfast.metrics.measures import measure_values
+    from evalfast.metrics.names import default_measures, parse_measures
 
     if measure_names and click.get_current_context().get_parameter_source("ks") is ParameterSource.COMMANDLINE:
         raise EvalfastError("give --measure or --k, not both: --k sets the cutoffs of evalfast's default set; name "
@@ -855,10 +855,10 @@ def bench_command(model, texts_path, golden, devices, precisions, against, n_tex
       evalfast bench -m export/all-MiniLM-L6-v2 --texts queries.txt --device cuda --precision fp32,fp16
       evalfast bench -m export/all-MiniLM-L6-v2 --golden data/golden/handwritten --engine ray --actors 2
     """
-    from .bench import Budget
-    from .cache import default_cache_dir
-    from .export import ensure_exported
-    from .golden import load_golden
+    from evalfast.perf.bench import Budget
+    from evalfast.model.cache import default_cache_dir
+    from evalfast.model.export import ensure_exported
+    from evalfast.data.golden import load_golden
 
     budget = Budget(budget_seconds)
     if bool(texts_path) == bool(golden):
@@ -878,9 +878,9 @@ def run_bench_command(folder, texts, golden_set, golden, devices, precisions, ag
     together, atomically, after each contender and round, so an interrupted bench keeps what it measured."""
     from datetime import datetime, timezone
 
-    from .bench import contenders_for, machine, run_bench, summary_rows
-    from .encoder import Encoder
-    from .report import bench_notes
+    from evalfast.perf.bench import contenders_for, machine, run_bench, summary_rows
+    from evalfast.model.encoder import Encoder
+    from evalfast.reports.report import bench_notes
 
     contenders, notes = contenders_for(folder, devices, precisions, against == "sentence-transformers",
                                        engine.actors if engine.name == "ray" else None)

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .errors import EvalfastError
-from .progress import progress_bar
-from .splits import parse_fractions
+from evalfast.errors import EvalfastError
+from evalfast.progress import progress_bar
+from evalfast.data.splits import parse_fractions
 
 if TYPE_CHECKING:  # the generators are imported by their commands: `evalfast --help` starts without them
-    from .generate.drafts import DraftQuery
+    from evalfast.generate.drafts import DraftQuery
 
 
 def split_option(command):
@@ -69,10 +69,10 @@ def heuristic_command(prompts_path, output, seed, fractions, overwrite):
     Example:
       evalfast golden heuristic -p data/prompts/prompts.jsonl -o golden/heuristic --seed 0 --split 0.8/0.1/0.1
     """
-    from .beir import check_output
-    from .generate.drafts import write_generated
-    from .generate.heuristic import heuristic_queries
-    from .prompts import load_prompts
+    from evalfast.data.beir import check_output
+    from evalfast.generate.drafts import write_generated
+    from evalfast.generate.heuristic import heuristic_queries
+    from evalfast.data.prompts import load_prompts
 
     check_output(output, overwrite)
     prompts = load_prompts(prompts_path)
@@ -109,11 +109,11 @@ def llm_command(prompts_path, output, seed, fractions, overwrite, base_url, mode
       evalfast golden llm -p data/prompts/prompts.jsonl -o golden/llm --base-url https://api.openai.com/v1 \\
           --model gpt-4o-mini --split 0.8/0.1/0.1
     """
-    from .beir import check_output
-    from .cache import default_cache_dir
-    from .generate.drafts import DraftQuery, write_generated
-    from .generate.llm import LLMConfig, generate_llm_queries
-    from .prompts import load_prompts
+    from evalfast.data.beir import check_output
+    from evalfast.model.cache import default_cache_dir
+    from evalfast.generate.drafts import DraftQuery, write_generated
+    from evalfast.generate.llm import LLMConfig, generate_llm_queries
+    from evalfast.data.prompts import load_prompts
 
     check_output(output, overwrite)
     prompts = load_prompts(prompts_path)
@@ -148,9 +148,9 @@ def check_command(path, json_path):
     Example:
       evalfast golden check data/golden/handwritten
     """
-    from .atomic import write_text
-    from .golden_check import check_golden, format_report, report_json
-    from .report import dumps
+    from evalfast.atomic import write_text
+    from evalfast.data.golden_check import check_golden, format_report, report_json
+    from evalfast.reports.report import dumps
 
     report = check_golden(path)
     click.echo(format_report(report))
@@ -173,7 +173,7 @@ def convert_command(source, output, target_format, split, overwrite):
       evalfast golden convert prompt_evaluation_dataset.csv -o golden/seed --to beir
       evalfast golden convert data/golden/handwritten -o handwritten.csv --to csv
     """
-    from .convert import convert_golden
+    from evalfast.data.convert import convert_golden
 
     written = convert_golden(source, output, target_format, overwrite=overwrite, split=split)
     click.echo(f"wrote {written}")

@@ -9,18 +9,18 @@ from typing import Protocol
 
 import numpy as np
 
-from .cache import EmbeddingCache
-from .choices import DEFAULT_KS, MTEB_KS, PROTOCOLS
-from .embeddings import Embeddings, embed
-from .encoder import Encoder
-from .errors import EvalfastError
-from .golden import GoldenSet, select_queries
-from .index import search
-from .metrics import METRICS, compute, judge, summarize
-from .metrics.pairs import PAIRS_DEPTH, pairs_metrics
-from .metrics.rag import rag_metrics
-from .metrics.similarity import pair_similarities, similarity_metrics
-from .run import Run, descending_name_rank
+from evalfast.model.cache import EmbeddingCache
+from evalfast.choices import DEFAULT_KS, MTEB_KS, PROTOCOLS
+from evalfast.model.embeddings import Embeddings, embed
+from evalfast.model.encoder import Encoder
+from evalfast.errors import EvalfastError
+from evalfast.data.golden import GoldenSet, select_queries
+from evalfast.search.index import search
+from evalfast.metrics import METRICS, compute, judge, summarize
+from evalfast.metrics.pairs import PAIRS_DEPTH, pairs_metrics
+from evalfast.metrics.rag import rag_metrics
+from evalfast.metrics.similarity import pair_similarities, similarity_metrics
+from evalfast.data.run import Run, descending_name_rank
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ Searcher = Callable[[np.ndarray, np.ndarray, int, np.ndarray], Run]  # (docs, qu
 
 
 class Engine(Protocol):
-    """Somewhere else to embed and search (evalfast.distributed.RayEngine: a Ray cluster)."""
+    """Somewhere else to embed and search (evalfast.search.distributed.RayEngine: a Ray cluster)."""
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
         """The texts' embeddings; their ``vectors`` need only ``dense()`` for queries and the engine's search."""
@@ -196,7 +196,7 @@ def evaluate(encoder: Encoder, golden: GoldenSet, config: EvalConfig = EvalConfi
     Documents and queries get the encoder's document and query prompts (see Encoder.prompted); under the mteb
     protocol only judged queries are evaluated (see for_protocol). ``on_progress(n)`` is called as texts are
     embedded (corpus then queries; n_docs + n_queries in all). ``engine``: None embeds and searches here; an
-    :class:`Engine` (evalfast.distributed.RayEngine) does both elsewhere.
+    :class:`Engine` (evalfast.search.distributed.RayEngine) does both elsewhere.
 
     Example::
 

@@ -58,7 +58,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_model, tmp_path_factory) -> Path:
-    from evalfast.export import export_model
+    from evalfast.model.export import export_model
 
     folder = tmp_path_factory.mktemp("exports") / "tiny"
     export_model(str(tiny_model), folder)
@@ -69,7 +69,7 @@ def tiny_export(tiny_model, tmp_path_factory) -> Path:
 def minilm_export(tmp_path_factory) -> Path:
     """all-MiniLM-L6-v2 exported by this run, or a copy of the export named by $EVALFAST_TEST_MINILM_EXPORT
     (for GPU machines without optimum, which cannot export)."""
-    from evalfast.export import export_model
+    from evalfast.model.export import export_model
 
     folder = tmp_path_factory.mktemp("exports") / "all-MiniLM-L6-v2"
     if os.environ.get("EVALFAST_TEST_MINILM_EXPORT"):
@@ -108,12 +108,12 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(params=["native", "numpy"])
 def table_reader(request, monkeypatch) -> str:
-    """Runs a TREC / BEIR reading test with the native reader (evalfast._tablescan) and again with the numpy one."""
-    from evalfast import trec_parse
+    """Runs a TREC / BEIR reading test with the native reader (evalfast.data._tablescan), then with the numpy one."""
+    from evalfast.data import trec_parse
 
     if request.param == "numpy":
         monkeypatch.setattr(trec_parse, "_tablescan", None)
     elif trec_parse._tablescan is None:
-        pytest.fail("evalfast._tablescan is not built (pip install -e . builds it with a C compiler); the numpy "
+        pytest.fail("evalfast.data._tablescan is not built (pip install -e . builds it with a C compiler); the numpy "
                     "reader alone is being used")
     return request.param

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import HANDWRITTEN
-from evalfast import bench
+from evalfast.perf import bench
 from evalfast.cli import cli
 
 

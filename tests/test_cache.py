@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from evalfast.cache import KEYS_SUFFIX, EmbeddingCache, text_keys
-from evalfast.embeddings import embed
-from evalfast.encoder import Encoder
+from evalfast.model.cache import KEYS_SUFFIX, EmbeddingCache, text_keys
+from evalfast.model.embeddings import embed
+from evalfast.model.encoder import Encoder
 
 
 class CountingEncoder:
@@ -63,9 +63,9 @@ def test_a_graph_replaced_in_place_is_not_served_from_the_cache(tiny_export, tmp
 
     from conftest import HANDWRITTEN, make_tiny_model
     from evalfast.evaluate import evaluate
-    from evalfast.export import export_model
-    from evalfast.golden import load_golden
-    from evalfast.manifest import MODEL_FILE, file_sha256
+    from evalfast.model.export import export_model
+    from evalfast.data.golden import load_golden
+    from evalfast.model.manifest import MODEL_FILE, file_sha256
 
     folder = tmp_path / "export"
     shutil.copytree(tiny_export, folder)
@@ -87,7 +87,7 @@ def test_a_graphs_hash_is_remembered_until_the_file_changes(tmp_path):
     import json
     import os
 
-    from evalfast.manifest import HASHES_NAME, remembered_sha256
+    from evalfast.model.manifest import HASHES_NAME, remembered_sha256
 
     graph = tmp_path / "model.onnx"
     graph.write_bytes(b"first graph")

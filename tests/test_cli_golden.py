@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from conftest import HANDWRITTEN, REPO, SEED_CSV, needs_seed_csv
 from evalfast.cli import cli
-from evalfast.golden import load_golden
+from evalfast.data.golden import load_golden
 
 
 def invoke(*args):

@@ -1,4 +1,5 @@
-"""compare_results and its document (evalfast.compare, evalfast.compare_report) on per-query values made here.
+"""compare_results and its document (evalfast.comparison.compare, evalfast.reports.compare_report) on per-query
+values made here.
 
 The paired t-test is checked against scipy.stats.ttest_rel, the Holm correction across candidates against
 statsmodels' multipletests, the intervals and the randomization test against the definitions computed here; the
@@ -13,12 +14,12 @@ from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
 from conftest import HANDWRITTEN
-from evalfast.compare import StatSettings, compare_results
-from evalfast.compare_report import LISTED_QUERIES, comparison_document
+from evalfast.comparison.compare import StatSettings, compare_results
+from evalfast.reports.compare_report import LISTED_QUERIES, comparison_document
 from evalfast.errors import EvalfastError
 from evalfast.evaluate import EvalResult
-from evalfast.golden import load_golden
-from evalfast.run import Run
+from evalfast.data.golden import load_golden
+from evalfast.data.run import Run
 
 METRICS = ("ndcg@10", "mrr@10")
 SETTINGS = StatSettings(resamples=2000, permutations=4000, seed=3)
@@ -116,7 +117,7 @@ def test_results_of_other_golden_sets_or_queries_are_refused() -> None:
 
 
 def test_relative_change_is_the_change_over_the_baseline() -> None:
-    from evalfast.compare import relative_change
+    from evalfast.comparison.compare import relative_change
 
     assert relative_change(0.5, 0.6) == pytest.approx(0.2)
     assert relative_change(0.5, 0.4) == pytest.approx(-0.2)

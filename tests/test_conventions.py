@@ -19,14 +19,14 @@ import pytrec_eval
 from sentence_transformers import SentenceTransformer
 
 from conftest import TINY_MAX_SEQ_LENGTH, write_file
-from evalfast.cache import EmbeddingCache
-from evalfast.encoder import Encoder, EncoderConfig
+from evalfast.model.cache import EmbeddingCache
+from evalfast.model.encoder import Encoder, EncoderConfig
 from evalfast.errors import EvalfastError, ModelError
 from evalfast.evaluate import EvalConfig, evaluate
-from evalfast.export import export_model
-from evalfast.golden import load_golden
-from evalfast.manifest import Manifest
-from evalfast.parity import one_minus_cos
+from evalfast.model.export import export_model
+from evalfast.data.golden import load_golden
+from evalfast.model.manifest import Manifest
+from evalfast.model.parity import one_minus_cos
 from tiny_models import HIDDEN, TINY_MODELS, build_bert_mean, build_bert_prompts
 
 

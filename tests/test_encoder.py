@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from evalfast.encoder import Encoder, EncoderConfig, chunk_bounds, pack_batches, plan_batches
+from evalfast.model.encoder import Encoder, EncoderConfig, chunk_bounds, pack_batches, plan_batches
 from evalfast.errors import ModelError
-from evalfast.parity import one_minus_cos
+from evalfast.model.parity import one_minus_cos
 from conftest import TINY_MAX_SEQ_LENGTH
 
 TEXTS = [
@@ -134,7 +134,7 @@ def test_a_manifest_dimension_that_disagrees_with_the_graph_is_a_model_error(tin
                                                                             static_shape):
     import json
 
-    from evalfast import encoder as encoder_module
+    from evalfast.model import encoder as encoder_module
 
     folder = _copy_export(tiny_export, tmp_path)
     if not static_shape:  # the width is known only by running the graph

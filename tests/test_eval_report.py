@@ -7,12 +7,12 @@ import re
 import pytest
 
 from conftest import HANDWRITTEN
-from evalfast.cache import EmbeddingCache
-from evalfast.compare import StatSettings, metric_intervals
-from evalfast.encoder import Encoder
+from evalfast.model.cache import EmbeddingCache
+from evalfast.comparison.compare import StatSettings, metric_intervals
+from evalfast.model.encoder import Encoder
 from evalfast.evaluate import evaluate
-from evalfast.golden import load_golden
-from evalfast.report import format_result, result_markdown
+from evalfast.data.golden import load_golden
+from evalfast.reports.report import format_result, result_markdown
 
 EMBED_LINE = re.compile(r"embed   (\d+) texts \(documents and queries\) in ([\d.]+) s: ([\d,]+) texts/s, "
                         r"([\d,]+) tokens/s")
@@ -51,7 +51,7 @@ def test_a_cached_evaluation_claims_no_rate(results):
 
 
 def test_the_report_says_which_split_it_scored(results, tmp_path):
-    from evalfast.report import result_json
+    from evalfast.reports.report import result_json
 
     result = results[1]
     assert f"golden  {HANDWRITTEN} (split test):" in report(result)

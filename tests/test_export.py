@@ -7,10 +7,10 @@ import json
 import onnx
 import pytest
 
-from evalfast import export as export_module
+from evalfast.model import export as export_module
 from evalfast.errors import EvalfastError, ModelError
-from evalfast.export import export_model
-from evalfast.manifest import MANIFEST_NAME, file_sha256, read_manifest
+from evalfast.model.export import export_model
+from evalfast.model.manifest import MANIFEST_NAME, file_sha256, read_manifest
 
 
 def test_manifest_describes_the_export(tiny_export):

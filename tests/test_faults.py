@@ -17,9 +17,9 @@ import pytest
 
 from conftest import REPO
 from evalfast import atomic
-from evalfast.cache import DAMAGED_FOLDER, KEYS_SUFFIX, VECTORS_SUFFIX, EmbeddingCache
-from evalfast.embeddings import embed
-from evalfast.encoder import Encoder, EncoderConfig
+from evalfast.model.cache import DAMAGED_FOLDER, KEYS_SUFFIX, VECTORS_SUFFIX, EmbeddingCache
+from evalfast.model.embeddings import embed
+from evalfast.model.encoder import Encoder, EncoderConfig
 
 WORDS = ("the a lighthouse haunted rainy day kitchen bread radio cozy story about write dragon sea night star "
          "letter winter garden train map clock river").split()
@@ -110,7 +110,7 @@ def test_sigkill_mid_run_leaves_no_temporaries_after_the_rerun(tiny_export, many
 
 GROUP_CTRL_C = """
 import sys
-from evalfast.encoder import Encoder, EncoderConfig
+from evalfast.model.encoder import Encoder, EncoderConfig
 from test_faults import distinct_texts
 
 encoder = Encoder(sys.argv[1], EncoderConfig(max_batch=2, chunk=2048, tokenizer_processes=2))
@@ -288,7 +288,7 @@ def test_a_full_disk_warns_once_and_the_run_goes_on_without_caching(tiny_export,
     def disk_full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("evalfast.embeddings.MIN_SHARD_TEXTS", 10)  # several checkpoints, each failing
+    monkeypatch.setattr("evalfast.model.embeddings.MIN_SHARD_TEXTS", 10)  # several checkpoints, each failing
     monkeypatch.setattr(np, "save", disk_full)
     encoder = Encoder(tiny_export, EncoderConfig(chunk=64))
     texts = distinct_texts(500)

@@ -15,9 +15,9 @@ from evalfast.cli import cli
 from evalfast.errors import EvalfastError
 from evalfast.generate.drafts import write_generated
 from evalfast.generate.heuristic import STOP_WORDS, heuristic_queries
-from evalfast.golden import load_golden
-from evalfast.prompts import Prompt, load_prompts
-from evalfast.splits import parse_fractions, split_prompts
+from evalfast.data.golden import load_golden
+from evalfast.data.prompts import Prompt, load_prompts
+from evalfast.data.splits import parse_fractions, split_prompts
 
 LIBRARY = REPO / "data" / "prompts" / "prompts.jsonl"
 GENRES = ("fantasy", "horror", "memoir", "science fiction", "essay")

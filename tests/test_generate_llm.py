@@ -32,7 +32,7 @@ from evalfast.generate.llm import (  # noqa: E402
     clean_queries,
     generate_llm_queries,
 )
-from evalfast.prompts import Prompt  # noqa: E402
+from evalfast.data.prompts import Prompt  # noqa: E402
 
 KEY_ENV = "EVALFAST_TEST_LLM_KEY"
 SECRET = "sk-test-7f3a9c-very-secret"
@@ -453,7 +453,7 @@ def test_cli_writes_a_split_beir_folder_and_resumes_from_the_cache(server, tmp_p
     from click.testing import CliRunner
 
     from evalfast.cli import cli
-    from evalfast.golden import load_golden
+    from evalfast.data.golden import load_golden
 
     endpoint = server()
     library = tmp_path / "prompts.jsonl"

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv, write_file
 from evalfast.errors import EvalfastError, GoldenSetError
-from evalfast.golden import GoldenSet, load_golden
+from evalfast.data.golden import GoldenSet, load_golden
 
 DRAGON = "<Fantasy> </Fantasy> <Dragons> </Dragons> prompt A dragon, who hoards books, meets a librarian."
 BAKERY = "A cozy bakery mystery"

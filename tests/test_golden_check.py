@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv, write_file
-from evalfast.beir import Judgment, write_beir
-from evalfast.golden_check import (MAX_LISTED, CheckReport, check_golden, format_report, near_duplicate_pairs,
+from evalfast.data.beir import Judgment, write_beir
+from evalfast.data.golden_check import (MAX_LISTED, CheckReport, check_golden, format_report, near_duplicate_pairs,
                                    normalise, report_json)
 
 N_DOCS = 6

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import HANDWRITTEN
-from evalfast.encoder import Encoder, EncoderConfig
+from evalfast.model.encoder import Encoder, EncoderConfig
 from evalfast.evaluate import evaluate
-from evalfast.parity import one_minus_cos
-from evalfast.golden import load_golden
-from evalfast.index import search
-from evalfast.variants import ensure_variant
+from evalfast.model.parity import one_minus_cos
+from evalfast.data.golden import load_golden
+from evalfast.search.index import search
+from evalfast.model.variants import ensure_variant
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
@@ -58,7 +58,7 @@ def test_cuda_search_gives_the_cpu_run():
 def test_finetune_trains_on_cuda(tiny_model, tmp_path):
     import torch
 
-    from evalfast.finetune import FinetuneConfig, finetune
+    from evalfast.train.finetune import FinetuneConfig, finetune
 
     if not torch.cuda.is_available():
         pytest.skip("torch sees no CUDA device")

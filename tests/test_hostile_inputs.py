@@ -16,11 +16,11 @@ import pytest
 
 from conftest import write_file
 from evalfast.errors import EvalfastError, GoldenSetError
-from evalfast.golden import load_golden
-from evalfast.golden_check import check_golden
-from evalfast.run import Run
-from evalfast.texts import read_texts, text_lines
-from evalfast.trec import read_qrels, read_run, write_run
+from evalfast.data.golden import load_golden
+from evalfast.data.golden_check import check_golden
+from evalfast.data.run import Run
+from evalfast.data.texts import read_texts, text_lines
+from evalfast.data.trec import read_qrels, read_run, write_run
 from test_cli import invoke
 
 CORPUS = [{"_id": "d1", "title": "Dragons", "text": "A dragon hoards books"},

@@ -8,9 +8,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-import evalfast.index
-from evalfast.index import search
-from evalfast.run import descending_name_rank
+import evalfast.search.index
+from evalfast.search.index import search
+from evalfast.data.run import descending_name_rank
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -64,7 +64,7 @@ def test_blocked_search_equals_whole_corpus_search(monkeypatch, block):
     docs, names, queries = corpus_with_ties(4)
     tie_rank = descending_name_rank(names)
     whole = search(docs, queries, 10, tie_rank)
-    monkeypatch.setattr(evalfast.index, "DOC_BLOCK", block)
+    monkeypatch.setattr(evalfast.search.index, "DOC_BLOCK", block)
     blocked = search(docs, queries, 10, tie_rank)
     np.testing.assert_array_equal(blocked.doc_ids, whole.doc_ids)
     np.testing.assert_array_equal(blocked.scores, whole.scores)
@@ -76,7 +76,7 @@ def test_memmap_corpus_gives_the_in_memory_run(monkeypatch, tmp_path):
     tie_rank = descending_name_rank(names)
     in_memory = search(docs, queries, 10, tie_rank)
     mapped = as_memmap(docs, tmp_path / "docs.npy")
-    monkeypatch.setattr(evalfast.index, "DOC_BLOCK", 7)
+    monkeypatch.setattr(evalfast.search.index, "DOC_BLOCK", 7)
     from_disk = search(mapped, queries, 10, tie_rank)
     np.testing.assert_array_equal(from_disk.doc_ids, in_memory.doc_ids)
     np.testing.assert_array_equal(from_disk.scores, in_memory.scores)
@@ -105,7 +105,7 @@ def test_wide_ties_across_blocks_are_broken_by_name(monkeypatch, block):
     docs[kinds == "far"] = -unit(rng.normal(size=(25, 8)))
     names = [f"d{i:03d}" for i in rng.permutation(len(docs))]
     queries = np.concatenate([query, unit(rng.normal(size=(3, 8)))])  # one open row among closed ones
-    monkeypatch.setattr(evalfast.index, "DOC_BLOCK", block)
+    monkeypatch.setattr(evalfast.search.index, "DOC_BLOCK", block)
     run = search(docs, queries, 12, descending_name_rank(names))
     best = [names[i] for i in np.flatnonzero(kinds == "best")]
     runners_up = sorted((names[i] for i in np.flatnonzero(kinds == "tied")), reverse=True)
@@ -120,8 +120,8 @@ def test_a_memmapped_corpus_is_never_copied_whole(monkeypatch, tmp_path):
     mapped = as_memmap(docs, tmp_path / "docs.npy")
     queries = np.concatenate([docs[-1:], unit(rng.normal(size=(4, 64)))])
     tie_rank = descending_name_rank([f"{i:05d}" for i in range(len(docs))])
-    monkeypatch.setattr(evalfast.index, "DOC_BLOCK", 2_000)
-    monkeypatch.setattr(evalfast.index, "PAIR_BLOCK", 1_024)
+    monkeypatch.setattr(evalfast.search.index, "DOC_BLOCK", 2_000)
+    monkeypatch.setattr(evalfast.search.index, "PAIR_BLOCK", 1_024)
     tracemalloc.start()  # numpy reports its buffers to tracemalloc
     try:
         run = search(mapped, queries, 20, tie_rank)
@@ -139,9 +139,9 @@ def test_onnxruntime_top_k_gives_the_faiss_run(monkeypatch, block, scores_per_ca
     docs, names, queries = corpus_with_ties(6)
     tie_rank = descending_name_rank(names)
     with_faiss = search(docs, queries, 10, tie_rank)
-    monkeypatch.setattr(evalfast.index, "DOC_BLOCK", block)
-    monkeypatch.setattr(evalfast.index, "GPU_SCORES", scores_per_call)
-    monkeypatch.setattr(evalfast.index, "_faiss_top", evalfast.index._OnnxTop("cpu"))
+    monkeypatch.setattr(evalfast.search.index, "DOC_BLOCK", block)
+    monkeypatch.setattr(evalfast.search.index, "GPU_SCORES", scores_per_call)
+    monkeypatch.setattr(evalfast.search.index, "_faiss_top", evalfast.search.index._OnnxTop("cpu"))
     with_onnx = search(docs, queries, 10, tie_rank)
     np.testing.assert_array_equal(with_onnx.doc_ids, with_faiss.doc_ids)
     np.testing.assert_array_equal(with_onnx.scores, with_faiss.scores)

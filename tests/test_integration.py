@@ -9,10 +9,10 @@ from click.testing import CliRunner
 
 from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv
 from evalfast.cli import cli
-from evalfast.encoder import Encoder
+from evalfast.model.encoder import Encoder
 from evalfast.evaluate import EvalConfig, evaluate
-from evalfast.parity import one_minus_cos
-from evalfast.golden import load_golden
+from evalfast.model.parity import one_minus_cos
+from evalfast.data.golden import load_golden
 
 pytestmark = pytest.mark.slow
 

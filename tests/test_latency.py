@@ -13,7 +13,7 @@ from scipy import stats
 from conftest import HANDWRITTEN
 from evalfast.cli import cli
 from evalfast.errors import EvalfastError
-from evalfast.latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, recall_at_k,
+from evalfast.perf.latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, recall_at_k,
                               recall_by_ef_search, run_load, summarize_load, synthetic_corpus)
 
 

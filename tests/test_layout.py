@@ -1,5 +1,5 @@
 """The package's imports point one way: no module imports, at its top or inside a function, one that imports it
-back, directly or through others."""
+back, directly or through others; and each stage's folder imports only the layers below it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,17 @@ from pathlib import Path
 from conftest import REPO
 
 PACKAGE = REPO / "evalfast"
+# The pipeline's layers, top first: a module may import its own layer's and the layers' below (README, "How it works").
+LAYERS = [
+    {"evalfast", "evalfast.__main__", "evalfast.cli", "evalfast.cli_golden"},
+    {"evalfast.train"},
+    {"evalfast.reports"},
+    {"evalfast.perf", "evalfast.comparison"},
+    {"evalfast.evaluate"},
+    {"evalfast.search", "evalfast.metrics", "evalfast.generate"},
+    {"evalfast.model", "evalfast.data"},
+    {"evalfast.choices", "evalfast.errors", "evalfast.atomic", "evalfast.progress"},
+]
 
 
 def module_name(path: Path) -> str:
@@ -77,9 +88,24 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_module_imports_one_that_imports_it_back() -> None:
     graph = import_graph()
-    assert len(graph) > 40 and "evalfast.trec_parse" in graph["evalfast.trec"]
+    assert len(graph) > 40 and "evalfast.data.trec_parse" in graph["evalfast.data.trec"]
     assert cycles(graph) == []
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def layer(module: str) -> int:
+    """The index in LAYERS of the folder (or top-level module) that holds ``module``."""
+    parts = module.split(".")
+    unit = ".".join(parts[:2])
+    return next(i for i, members in enumerate(LAYERS) if unit in members or module in members)
+
+
+def test_each_stage_imports_only_the_layers_below_it() -> None:
+    graph = import_graph()
+    upward = sorted(f"{module} -> {target}" for module, targets in graph.items() for target in targets
+                    if layer(target) < layer(module))
+    assert upward == []
+    assert {".".join(module.split(".")[:2]) for module in graph} <= set().union(*LAYERS)  # every folder is placed

@@ -15,8 +15,8 @@ from evalfast.metrics import judged as judged_module
 from evalfast.metrics.averaging import averaged_queries, means
 from evalfast.metrics.measures import measure_values
 from evalfast.metrics.names import default_measures
-from evalfast.qrels import Qrels
-from evalfast.run import descending_name_rank, order_like_trec_eval, pack_rows
+from evalfast.data.qrels import Qrels
+from evalfast.data.run import descending_name_rank, order_like_trec_eval, pack_rows
 
 KS = (1, 3, 5, 10, 100)
 CUTS = ",".join(map(str, KS))

@@ -19,14 +19,14 @@ import optimum.exporters.onnx.convert as optimum_convert
 import pytest
 
 from conftest import make_tiny_model, write_file
-from evalfast import export as export_module
-from evalfast.encoder import Encoder, EncoderConfig
+from evalfast.model import export as export_module
+from evalfast.model.encoder import Encoder, EncoderConfig
 from evalfast.errors import EvalfastError, ModelError
-from evalfast.export import ensure_exported, export_model
-from evalfast.manifest import MANIFEST_NAME, MODEL_FILE, read_manifest
-from evalfast.once import build_once, exclusive
-from evalfast.parity import one_minus_cos
-from evalfast.variants import ensure_variant
+from evalfast.model.export import ensure_exported, export_model
+from evalfast.model.manifest import MANIFEST_NAME, MODEL_FILE, read_manifest
+from evalfast.model.once import build_once, exclusive
+from evalfast.model.parity import one_minus_cos
+from evalfast.model.variants import ensure_variant
 from test_cli import assert_user_error, invoke
 
 TEXTS = ["a haunted lighthouse", "a recipe from my grandmother", "robots learning to paint", "a cozy mystery"]

@@ -14,10 +14,10 @@ import pytrec_eval
 
 from conftest import REPO, write_file
 from evalfast.cli import cli
-from evalfast.encoder import Encoder
+from evalfast.model.encoder import Encoder
 from evalfast.evaluate import MTEB_KS, EvalConfig, evaluate, for_protocol, score_vectors
-from evalfast.golden import load_golden
-from evalfast.mteb_results import mteb_document
+from evalfast.data.golden import load_golden
+from evalfast.reports.mteb_results import mteb_document
 
 SCIFACT = REPO.parent / "shared" / "data" / "beir" / "scifact"
 needs_scifact = pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(),
@@ -171,8 +171,8 @@ def scifact_subset(folder: Path, n_queries: int, n_others: int) -> Path:
 def test_real_models_on_scifact_match_sentence_transformers_and_pytrec_eval(model, tmp_path, real_model_cache):
     from sentence_transformers import SentenceTransformer
 
-    from evalfast.model import open_model
-    from evalfast.registry import find_model, local_folder
+    from evalfast.model.opening import open_model
+    from evalfast.model.registry import find_model, local_folder
 
     golden = load_golden(scifact_subset(tmp_path / "subset", n_queries=30, n_others=120))
     encoder = open_model(model, cache_dir=real_model_cache)
@@ -192,7 +192,7 @@ def test_real_models_on_scifact_match_sentence_transformers_and_pytrec_eval(mode
 
 
 def _scifact_scores(model: str, cache_dir: Path) -> dict[str, float]:
-    from evalfast.model import open_model
+    from evalfast.model.opening import open_model
 
     result = evaluate(open_model(model, cache_dir=cache_dir), load_golden(SCIFACT), EvalConfig.for_protocol("mteb"))
     return mteb_document(result, "SciFact", "test", result.timings["total_seconds"])["scores"]["test"][0]

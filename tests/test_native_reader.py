@@ -1,4 +1,5 @@
-"""The native table reader (evalfast._tablescan, C) against the numpy one (evalfast.trec_parse), on random files.
+"""The native table reader (evalfast.data._tablescan, C) against the numpy one (evalfast.data.trec_parse), on random
+files.
 
 Random lines of tricky fields (ids of 15, 16 and 17 bytes sharing their first 16, control characters, non-UTF-8
 bytes, numbers of every syntax, comments, blank lines, C whitespace of every kind, too few or too many fields) are
@@ -19,11 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evalfast import trec_parse
+from evalfast.data import trec_parse
 from evalfast.errors import EvalfastError
-from evalfast.trec import TREC_RUN, read_qrels_file, read_run, read_run_to_score
+from evalfast.data.trec import TREC_RUN, read_qrels_file, read_run, read_run_to_score
 
-pytestmark = pytest.mark.skipif(trec_parse._tablescan is None, reason="evalfast._tablescan is not built")
+pytestmark = pytest.mark.skipif(trec_parse._tablescan is None, reason="evalfast.data._tablescan is not built")
 
 PREFIX = b"x" * 16
 IDS = [b"q1", b"q2", b"Q0", b"d", b"#d", b"doc\x01", b"\x7f", b"caf\xc3\xa9", b"\xff", PREFIX[:15], PREFIX,

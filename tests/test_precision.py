@@ -7,11 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from evalfast.encoder import Encoder, EncoderConfig
+from evalfast.model.encoder import Encoder, EncoderConfig
 from evalfast.errors import EvalfastError
-from evalfast.parity import one_minus_cos
-from evalfast.precision import check_precision, variant_file
-from evalfast.variants import ensure_variant
+from evalfast.model.parity import one_minus_cos
+from evalfast.model.precision import check_precision, variant_file
+from evalfast.model.variants import ensure_variant
 
 TEXTS = ["a haunted lighthouse", "a recipe from my grandmother", "robots learning to paint", "a cozy mystery"]
 

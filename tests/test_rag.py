@@ -13,7 +13,7 @@ import pytest
 
 from evalfast.metrics import judge
 from evalfast.metrics.rag import context_precision, rag_metrics
-from evalfast.qrels import Qrels
+from evalfast.data.qrels import Qrels
 
 
 def ragas_context_precision(relevant: list[bool]) -> float:

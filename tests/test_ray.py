@@ -11,13 +11,13 @@ from click.testing import CliRunner
 
 from conftest import HANDWRITTEN
 from evalfast.cli import cli
-from evalfast.encoder import Encoder
+from evalfast.model.encoder import Encoder
 from evalfast.evaluate import evaluate
-from evalfast.golden import load_golden
+from evalfast.data.golden import load_golden
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need evalfast[ray]")
 
-from evalfast.distributed import RayEngine, embed_on_ray, start_ray  # noqa: E402  (after the skip)
+from evalfast.search.distributed import RayEngine, embed_on_ray, start_ray  # noqa: E402  (after the skip)
 
 
 @pytest.fixture(scope="module")

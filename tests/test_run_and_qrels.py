@@ -1,5 +1,6 @@
-"""The index-array types (evalfast.run.Run, evalfast.qrels.Qrels) and the TREC run reader's grouping and ties, on
-inputs the file-based tests do not reach: more than 65,536 queries out of order, ties on the first document."""
+"""The index-array types (evalfast.data.run.Run, evalfast.data.qrels.Qrels) and the TREC run reader's grouping and
+ties, on inputs the file-based tests do not reach: more than 65,536 queries out of order, ties on the first
+document."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalfast.qrels import Qrels, pair_keys
-from evalfast.run import Run, descending_name_rank, pack_rows
-from evalfast.trec import read_run
+from evalfast.data.qrels import Qrels, pair_keys
+from evalfast.data.run import Run, descending_name_rank, pack_rows
+from evalfast.data.trec import read_run
 
 
 def test_run_holds_int64_ids_and_float32_scores_of_one_shape() -> None:
@@ -77,7 +78,7 @@ def test_a_tie_with_the_first_document_is_settled_by_docid_descending(tmp_path: 
 
 
 def test_write_run_writes_ranks_from_one_and_reads_back(tmp_path: Path) -> None:
-    from evalfast.trec import write_run
+    from evalfast.data.trec import write_run
 
     path = tmp_path / "out" / "run.trec"
     path.parent.mkdir()
@@ -94,7 +95,7 @@ def test_write_run_writes_ranks_from_one_and_reads_back(tmp_path: Path) -> None:
 ])
 def test_write_run_refuses_ids_a_run_cannot_carry_and_writes_nothing(tmp_path: Path, queries, docs, message) -> None:
     from evalfast.errors import EvalfastError
-    from evalfast.trec import write_run
+    from evalfast.data.trec import write_run
 
     path = tmp_path / "run.trec"
     run = Run(np.array([[1, 0], [2, -1]]), np.array([[0.75, 0.25], [1.5, -np.inf]]))

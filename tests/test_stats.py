@@ -1,4 +1,4 @@
-"""evalfast.stats against scipy (and statsmodels when present) as independent references."""
+"""evalfast.comparison.stats against scipy (and statsmodels when present) as independent references."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from evalfast.stats import Interval, PairedTest, bootstrap_interval, format_difference, holm, paired_tests
+from evalfast.comparison.stats import Interval, PairedTest, bootstrap_interval, format_difference, holm, paired_tests
 
 
 def paired_data(n: int, shift: float = 0.0, seed: int = 0, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from test_metrics import to_arrays
 
 from evalfast.metrics.averaging import AVERAGES, averaged_queries, means
 from evalfast.metrics.measures import Measure, measure_values
-from evalfast.qrels import Qrels
+from evalfast.data.qrels import Qrels
 
 Judgments = dict[str, dict[str, int]]
 Scores = dict[str, dict[str, float]]

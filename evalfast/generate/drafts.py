@@ -6,9 +6,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..beir import Judgment, write_beir
-from ..prompts import Prompt
-from ..splits import split_prompts, split_unsourced
+from evalfast.data.beir import Judgment, write_beir
+from evalfast.data.prompts import Prompt
+from evalfast.data.splits import split_prompts, split_unsourced
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from collections import Counter
 
 import numpy as np
 
-from ..prompts import Prompt
-from .drafts import DraftQuery
+from evalfast.data.prompts import Prompt
+from evalfast.generate.drafts import DraftQuery
 
 GENRE_PHRASINGS = ("Find {a_genre} writing prompt", "{genre} writing prompts", "{genre} prompt ideas",
                    "give me {a_genre} prompt")

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..atomic import write_text
-from ..errors import EvalfastError
-from ..prompts import Prompt
+from evalfast.atomic import write_text
+from evalfast.errors import EvalfastError
+from evalfast.data.prompts import Prompt
 
 if TYPE_CHECKING:
     import openai

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalfast.qrels import Qrels, pair_keys
-from evalfast.run import pack_rows
+from evalfast.data.qrels import Qrels, pair_keys
+from evalfast.data.run import pack_rows
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from evalfast.metrics.counts import hit_rate, judged_rate, precision, r_precisio
 from evalfast.metrics.judged import Judged, Prefixes, at_level, judge, prefixes
 from evalfast.metrics.ndcg import ndcg
 from evalfast.metrics.ranks import average_precision, reciprocal_rank
-from evalfast.qrels import Qrels
+from evalfast.data.qrels import Qrels
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..qrels import Qrels
-from .counts import recall
-from .judged import Judged
+from evalfast.data.qrels import Qrels
+from evalfast.metrics.counts import recall
+from evalfast.metrics.judged import Judged
 
 
 def context_precision(relevant: np.ndarray) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Comparing evaluations: bootstrap intervals, paired significance tests, Holm correction."""

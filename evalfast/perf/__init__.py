@@ -1,0 +1,1 @@
+"""Speed: throughput against sentence-transformers (bench) and production-like latency under load."""
