@@ -299,9 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from evalfast.errors import EvalfastError
     from evalfast.model.embeddings import embed
     from evalfast.model.encoder import Encoder, EncoderConfig
-    from evalfast.errors import EvalfastError
     from evalfast.model.parity import one_minus_cos
     from evalfast.model.registry import find_model
 

@@ -28,19 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_embed import DEFAULT_EXPORT, GOLDEN, RESULTS_DIR, load_average, positive_int, report_header
-
 from evalfast.atomic import write_text
+from evalfast.data.golden import load_golden
 from evalfast.model.cache import EmbeddingCache, default_cache_dir
 from evalfast.model.embeddings import embed
 from evalfast.model.encoder import Encoder, EncoderConfig
-from evalfast.data.golden import load_golden
-from evalfast.search.index import search
-from evalfast.perf.latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, query_server,
-                              recall_by_ef_search, run_load, summarize_load)
 from evalfast.model.variants import ensure_variant
+from evalfast.perf.latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, query_server,
+                                   recall_by_ef_search, run_load, summarize_load)
 from evalfast.progress import progress_bar
 from evalfast.reports.report import dumps
+from evalfast.search.index import search
+
+from bench_embed import DEFAULT_EXPORT, GOLDEN, RESULTS_DIR, load_average, positive_int, report_header
 
 GOAL_P99_MS, GOAL_RECALL = 10.0, 0.95
 EF_VALUES = [16, 32, 64, 128, 256, 512]

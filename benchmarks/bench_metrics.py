@@ -56,13 +56,14 @@ from pathlib import Path
 
 import numpy as np
 
+from evalfast.atomic import write_text
+from evalfast.data.qrels import Qrels, pair_keys
+from evalfast.metrics import METRICS, compute, judge, summarize
+from evalfast.reports.report import dumps
+
 from bench_embed import load_average, positive_int, report_header
 from metrics_peers import MEASURES
 from trec_files import write_trec_files
-from evalfast.atomic import write_text
-from evalfast.metrics import METRICS, compute, judge, summarize
-from evalfast.data.qrels import Qrels, pair_keys
-from evalfast.reports.report import dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"

@@ -533,9 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.timezone.utc)
     command_line = shlex.join(["python", "benchmarks/bench_mteb.py", *(sys.argv[1:] if argv is None else argv)])
 
-    from bench_embed import load_average, report_header  # imports evalfast: the parent's environment only
     from evalfast.atomic import write_text
     from evalfast.reports.report import dumps
+
+    from bench_embed import load_average, report_header  # imports evalfast: the parent's environment only
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-mteb-"))
     try:

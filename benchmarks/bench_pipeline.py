@@ -27,14 +27,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from bench_embed import (DEFAULT_EXPORT, RESULTS_DIR, cycle_distinct, golden_pool, load_average, positive_int,
-                         report_header)
 
 from evalfast.atomic import write_text
 from evalfast.model.encoder import Encoder, EncoderConfig
 from evalfast.model.parity import one_minus_cos
 from evalfast.model.variants import ensure_variant
 from evalfast.reports.report import dumps
+
+from bench_embed import (DEFAULT_EXPORT, RESULTS_DIR, cycle_distinct, golden_pool, load_average, positive_int,
+                         report_header)
 
 PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "tokenizers", "evalfast")
 

@@ -42,10 +42,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_embed import load_average, machine_info, positive_int
 
 from evalfast.atomic import write_text
 from evalfast.reports.report import dumps
+
+from bench_embed import load_average, machine_info, positive_int
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"

@@ -21,18 +21,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from bench_embed import DEFAULT_EXPORT, GOLDEN, RESULTS_DIR, load_average, report_header
 
 from evalfast.atomic import write_text
+from evalfast.data.golden import load_golden
 from evalfast.model.cache import EmbeddingCache, default_cache_dir
 from evalfast.model.embeddings import embed
 from evalfast.model.encoder import Encoder, EncoderConfig
-from evalfast.data.golden import load_golden
-from evalfast.search.index import search
-from evalfast.perf.latency import IndexSpec, build_index, recall_by_ef_search, synthetic_corpus
 from evalfast.model.variants import ensure_variant
+from evalfast.perf.latency import IndexSpec, build_index, recall_by_ef_search, synthetic_corpus
 from evalfast.progress import progress_bar
 from evalfast.reports.report import dumps
+from evalfast.search.index import search
+
+from bench_embed import DEFAULT_EXPORT, GOLDEN, RESULTS_DIR, load_average, report_header
 
 PACKAGES = ("numpy", "onnxruntime", "faiss-cpu", "evalfast")
 

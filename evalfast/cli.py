@@ -27,20 +27,21 @@ import numpy as np  # noqa: E402
 from evalfast.atomic import STDOUT, Outputs, all_or_none
 from evalfast.choices import DEFAULT_KS, DEVICES, MTEB_KS, PROTOCOLS, ROLES
 from evalfast.cli_golden import golden as golden_group
+from evalfast.data.texts import read_texts
+from evalfast.data.trec import FORMATS as QRELS_FORMATS, read_qrels_file, read_run_to_score, write_run
 from evalfast.errors import EvalfastError
 from evalfast.model.precision import PRECISIONS
 from evalfast.progress import progress_bar
 from evalfast.reports.report import (bench_markdown, bench_table, dumps, format_result, metric_grid, result_json,
                                      result_markdown, text_table)
-from evalfast.data.texts import read_texts
-from evalfast.data.trec import FORMATS as QRELS_FORMATS, read_qrels_file, read_run_to_score, write_run
 
 if TYPE_CHECKING:
+    from evalfast.data.golden import GoldenSet
+    from evalfast.perf.bench import BenchConfig
+    from evalfast.evaluate import EvalConfig, EvalResult
     from evalfast.model.cache import EmbeddingCache
     from evalfast.model.embeddings import Embeddings
     from evalfast.model.encoder import Encoder, EncoderConfig
-    from evalfast.evaluate import EvalConfig, EvalResult
-    from evalfast.data.golden import GoldenSet
 
 
 class EvalfastGroup(click.Group):
@@ -556,11 +557,9 @@ def compare_command(models, device, precisions, cache_dir, no_cache, golden, spl
       evalfast compare -m export/all-MiniLM-L6-v2 -m export/all-MiniLM-L6-v2 --precision fp32,int8 \\
           -g data/golden/handwritten --json cmp.json --markdown cmp.md --html cmp.html --per-query q.jsonl
     """
-    from datetime import datetime, timezone
-
-    from evalfast.comparison.compare import StatSettings, compare_results
-    from evalfast.reports.compare_report import comparison_document, comparison_markdown, comparison_text
+    from evalfast.comparison.compare import StatSettings
     from evalfast.evaluate import EvalConfig
+    from evalfast.reports.compare_report import compare, comparison_markdown, comparison_text
     from evalfast.reports.html_report import render_html
 
     to_stderr = human_to_stderr(json_path, markdown_path, html_path, per_query_path)
@@ -577,11 +576,8 @@ def compare_command(models, device, precisions, cache_dir, no_cache, golden, spl
                  for m, p in zip(models, precisions)]
     golden_set, results = evaluated[0][0], [result for _, result in evaluated]
     names = display_names(models, precisions)
-    comparison = compare_results(results, names, StatSettings(resamples=resamples, permutations=permutations,
-                                                              alpha=alpha, seed=seed))
-    document = comparison_document(comparison, golden_set, split, shlex.join(["evalfast", *sys.argv[1:]]),
-                                   datetime.now(timezone.utc).isoformat(timespec="seconds"), config.ks, config.rag_k,
-                                   rag_threshold)
+    settings = StatSettings(resamples=resamples, permutations=permutations, alpha=alpha, seed=seed)
+    document = compare(results, names, golden_set, split, config, settings, shlex.join(["evalfast", *sys.argv[1:]]))
     click.echo(comparison_text(document), err=to_stderr)
     with all_or_none() as out:
         write_reports(json_path, markdown_path, document, comparison_markdown(document), out)
@@ -700,40 +696,23 @@ def latency_command(model, device, precision, cache_dir, no_cache, golden, index
       evalfast latency -m export/all-MiniLM-L6-v2 --precision int8 -g data/golden/handwritten \\
           --synthetic-docs 1000000 --index hnsw --sweep 10ms --json latency.json --html latency.html
     """
-    from datetime import datetime, timezone
-
-    from evalfast.model.embeddings import embed
+    from evalfast.perf.latency import IndexSpec, LatencyConfig, run_latency
     from evalfast.reports.html_report import render_latency_html
-    from evalfast.perf.latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus,
-                                       query_server, run_load, summarize_load, sweep)
-    from evalfast.reports.latency_report import latency_document, latency_text
+    from evalfast.reports.latency_report import latency_text
 
-    arrivals = arrival_times(qps, duration, arrival, seed)  # refuses an impossible load before any work
+    config = LatencyConfig(IndexSpec(index_name, hnsw_m, ef_search, ef_construction, nlist, nprobe), qps, duration,
+                           concurrency, arrival, k, synthetic_docs, p99_bound * 1000 if p99_bound else None, seed)
+    config.arrivals()  # refuses an impossible load before any work
     golden_set = load_golden_noting(golden)
     extra_texts = read_texts(distractors, field) if distractors else []
     encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache, choice, threads=threads)
     with progress_bar(golden_set.n_docs + len(extra_texts), "embedding the corpus") as bar:
-        docs = embed(encoder, encoder.prompted(golden_set.doc_texts + extra_texts, "document"), cache, bar.update).vectors
-    queries = embed(encoder, encoder.prompted(golden_set.query_texts, "query"), cache).vectors
-    corpus = latency_corpus(docs, synthetic_docs, seed)
-    if k > len(corpus):
-        raise EvalfastError(f"--k {k}: the index holds only {len(corpus):,} documents")
-    click.echo(f"building {index_name} over {len(corpus):,} documents ...", err=True)
-    built = build_index(corpus, IndexSpec(index_name, hnsw_m, ef_search, ef_construction, nlist, nprobe), seed)
-    quality = index_quality(built.index, corpus, queries, golden_set, k)
-    serve = query_server(encoder, built.index, encoder.prompted(golden_set.query_texts, "query"), k)
-    for q in range(min(20, golden_set.n_queries)):  # warm the session and the index
-        serve(q)
-    load = summarize_load(run_load(serve, golden_set.n_queries, arrivals, concurrency))
-    swept = (sweep(serve, golden_set.n_queries, qps, duration, concurrency, arrival, seed, p99_bound * 1000)
-             if p99_bound else None)
-    document = latency_document(
-        command=shlex.join(["evalfast", *sys.argv[1:]]), date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        model=str(encoder.folder), precision=precision, device=device, threads=threads, golden=str(golden),
-        built=built, composition={"golden": golden_set.n_docs, "distractors": len(extra_texts),
-                                  "synthetic": len(corpus) - len(docs)}, quality=quality,
-        settings={"qps": qps, "duration_seconds": duration, "concurrency": concurrency, "arrival": arrival, "k": k,
-                  "seed": seed}, load=load, sweep=swept, p99_bound_ms=p99_bound * 1000 if p99_bound else None)
+        def status(message: str) -> None:  # the corpus is embedded: the bar goes
+            bar.close()
+            say_status(message)
+
+        document = run_latency(encoder, golden_set, config, cache, extra_texts, str(golden),
+                               shlex.join(["evalfast", *sys.argv[1:]]), bar.update, status)
     click.echo(latency_text(document), err=human_to_stderr(json_path, html_path))
     with all_or_none() as out:
         write_reports(json_path, None, document, "", out)
@@ -855,70 +834,54 @@ def bench_command(model, texts_path, golden, devices, precisions, against, n_tex
       evalfast bench -m export/all-MiniLM-L6-v2 --texts queries.txt --device cuda --precision fp32,fp16
       evalfast bench -m export/all-MiniLM-L6-v2 --golden data/golden/handwritten --engine ray --actors 2
     """
-    from evalfast.perf.bench import Budget
+    from evalfast.data.golden import load_golden
     from evalfast.model.cache import default_cache_dir
     from evalfast.model.export import ensure_exported
-    from evalfast.data.golden import load_golden
+    from evalfast.perf.bench import BenchConfig
 
-    budget = Budget(budget_seconds)
     if bool(texts_path) == bool(golden):
         raise EvalfastError("bench: give exactly one of --texts FILE or --golden G")
     golden_set = load_golden(golden) if golden else None
     base = read_texts(texts_path, None) if texts_path else golden_set.doc_texts + golden_set.query_texts
     texts = [base[i % len(base)] for i in range(n_texts)]
     folder = ensure_exported(model, cache_dir or default_cache_dir(), on_status=say_status)
+    config = BenchConfig(devices, precisions, against == "sentence-transformers", repeats, budget_seconds)
     with engine_session(engine):
-        run_bench_command(folder, texts, golden_set, golden, devices, precisions, against, repeats, output_dir, engine,
-                          budget)
+        ray_actors = engine.actors if engine.name == "ray" else None
+        write_bench(folder, texts, dataclasses.replace(config, ray_actors=ray_actors), golden_set, golden, output_dir)
 
 
-def run_bench_command(folder, texts, golden_set, golden, devices, precisions, against, repeats, output_dir, engine,
-                      budget):
-    """The body of `evalfast bench`, inside the engine's session. The JSON and Markdown reports are written
-    together, atomically, after each contender and round, so an interrupted bench keeps what it measured."""
-    from datetime import datetime, timezone
+def write_bench(folder: Path, texts: list[str], config: BenchConfig, golden_set: GoldenSet | None,
+                golden: Path | None, output_dir: Path) -> None:
+    """Run the bench, its JSON and Markdown reports written together, atomically, after each contender and round,
+    so an interrupted bench keeps what it measured; then print its table."""
+    from datetime import datetime
 
-    from evalfast.perf.bench import contenders_for, machine, run_bench, summary_rows
-    from evalfast.model.encoder import Encoder
+    from evalfast.perf.bench import run_bench
     from evalfast.reports.report import bench_notes
 
-    contenders, notes = contenders_for(folder, devices, precisions, against == "sentence-transformers",
-                                       engine.actors if engine.name == "ray" else None)
-    n_tokens = Encoder(folder).token_stats(texts)[0]
-    now = datetime.now(timezone.utc)
-    stem = output_dir / f"bench-{now:%Y%m%d-%H%M%S}"
-    document = {"schema_version": 2, "date": now.isoformat(timespec="seconds"),
-                "command": shlex.join(["evalfast", *sys.argv[1:]]), "machine": machine(), "model": str(folder),
-                "n_texts": len(texts), "mean_tokens": n_tokens / len(texts), "repeats": repeats,
-                "golden": str(golden) if golden else None, "budget": budget.describe(), "status": "running",
-                "notes": notes, "rows": []}
-    measured = []
+    stem = output_dir / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
 
-    def save(rows, status: str = "running") -> None:
-        measured[:] = rows
-        document.update(status=status, rows=summary_rows(rows, len(texts), n_tokens))
+    def save(document: dict) -> None:
         with all_or_none() as outputs:
             outputs.write_text(stem.with_suffix(".json"), dumps(document))
             outputs.write_text(stem.with_suffix(".md"), bench_markdown(document))
 
-    with progress_bar(len(contenders) * (repeats + 1), "bench") as bar:
-        def step(label: str) -> None:
+    with contextlib.ExitStack() as stack:
+        bar = None
+
+        def step(label: str, steps: int) -> None:
+            nonlocal bar
+            bar = bar or stack.enter_context(progress_bar(steps, "bench"))
             bar.set_description(label)
             bar.update()
+
         try:
-            rows = run_bench(contenders, texts, golden_set, repeats, step, budget, save)
+            document = run_bench(folder, texts, config, golden_set, str(golden) if golden else None,
+                                 shlex.join(["evalfast", *sys.argv[1:]]), step, save)
         except KeyboardInterrupt:
-            save(measured, "interrupted")
             click.echo(f"interrupted: {stem}.json and {stem}.md hold what was measured until then", err=True)
             click.get_current_context().exit(130)
-        except Exception as err:
-            save(measured, f"failed ({type(err).__name__}: {err})")
-            raise
-    skipped = sum(repeats - len(row.seconds) for row in rows)
-    if skipped:
-        notes.append(f"the time budget ({budget.describe()}) ran out: {skipped} of {repeats * len(rows)} timed runs "
-                     "skipped; give a larger --budget, or a smaller --n or --repeats")
-    save(rows, "stopped by the time budget" if skipped else "complete")
     click.echo(text_table(*bench_table(document["rows"])))
     for note in bench_notes(document):
         click.echo(note)

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from evalfast.data.splits import parse_fractions
 from evalfast.errors import EvalfastError
 from evalfast.progress import progress_bar
-from evalfast.data.splits import parse_fractions
 
 if TYPE_CHECKING:  # the generators are imported by their commands: `evalfast --help` starts without them
     from evalfast.generate.drafts import DraftQuery
@@ -70,9 +70,9 @@ def heuristic_command(prompts_path, output, seed, fractions, overwrite):
       evalfast golden heuristic -p data/prompts/prompts.jsonl -o golden/heuristic --seed 0 --split 0.8/0.1/0.1
     """
     from evalfast.data.beir import check_output
+    from evalfast.data.prompts import load_prompts
     from evalfast.generate.drafts import write_generated
     from evalfast.generate.heuristic import heuristic_queries
-    from evalfast.data.prompts import load_prompts
 
     check_output(output, overwrite)
     prompts = load_prompts(prompts_path)
@@ -110,10 +110,10 @@ def llm_command(prompts_path, output, seed, fractions, overwrite, base_url, mode
           --model gpt-4o-mini --split 0.8/0.1/0.1
     """
     from evalfast.data.beir import check_output
-    from evalfast.model.cache import default_cache_dir
+    from evalfast.data.prompts import load_prompts
     from evalfast.generate.drafts import DraftQuery, write_generated
     from evalfast.generate.llm import LLMConfig, generate_llm_queries
-    from evalfast.data.prompts import load_prompts
+    from evalfast.model.cache import default_cache_dir
 
     check_output(output, overwrite)
     prompts = load_prompts(prompts_path)

@@ -9,18 +9,18 @@ from typing import Protocol
 
 import numpy as np
 
-from evalfast.model.cache import EmbeddingCache
 from evalfast.choices import DEFAULT_KS, MTEB_KS, PROTOCOLS
-from evalfast.model.embeddings import Embeddings, embed
-from evalfast.model.encoder import Encoder
-from evalfast.errors import EvalfastError
 from evalfast.data.golden import GoldenSet, select_queries
-from evalfast.search.index import search
+from evalfast.data.run import Run, descending_name_rank
+from evalfast.errors import EvalfastError
 from evalfast.metrics import METRICS, compute, judge, summarize
 from evalfast.metrics.pairs import PAIRS_DEPTH, pairs_metrics
 from evalfast.metrics.rag import rag_metrics
 from evalfast.metrics.similarity import pair_similarities, similarity_metrics
-from evalfast.data.run import Run, descending_name_rank
+from evalfast.model.cache import EmbeddingCache
+from evalfast.model.embeddings import Embeddings, embed
+from evalfast.model.encoder import Encoder
+from evalfast.search.index import search
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ class LogProgress:
     def __exit__(self, *exc) -> None:
         return None
 
+    def close(self) -> None:
+        """Nothing to clear: lines already written stay."""
+
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.monotonic()

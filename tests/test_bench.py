@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import HANDWRITTEN
-from evalfast.perf import bench
 from evalfast.cli import cli
+from evalfast.perf import bench
 
+from conftest import HANDWRITTEN
 
 NO_BF16_CPUINFO = "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
 
@@ -163,8 +163,8 @@ def test_rounds_past_the_budget_are_skipped_and_ratios_pair_rounds():
     contenders = [bench.Contender("evalfast fp32", "cpu", encoder(1.0)),
                   bench.Contender(bench.REFERENCE, "cpu", encoder(2.0))]
     updates = []
-    rows = bench.run_bench(contenders, ["a text"] * 10, None, 3, budget=bench.Budget(10.0, clock=clock),
-                           on_update=lambda rows: updates.append([len(row.seconds) for row in rows]))
+    rows = bench.measure(contenders, ["a text"] * 10, None, 3, budget=bench.Budget(10.0, clock=clock),
+                         on_update=lambda rows: updates.append([len(row.seconds) for row in rows]))
     # warm-up and accuracy: 2 encodes each, the clock at 6; round 1 (fp32, reference) ends at 9; round 2 starts
     # with the reference (order rotated), which ends at 11, past the budget: fp32 and round 3 are skipped
     fp32, reference = rows
@@ -182,3 +182,27 @@ def test_a_step_is_skipped_when_its_expected_length_would_overrun_the_budget():
     assert budget.allows() and budget.allows(1.0) and not budget.allows(1.5)
     clock.now = 10.5
     assert not budget.allows()
+
+
+def test_run_bench_saves_each_step_and_an_interrupt_before_raising_it(tiny_export, monkeypatch):
+    """run_bench, the library call behind `evalfast bench`: the document is handed to on_save after each contender
+    and round ("running"), and once more when an interrupt stops it ("interrupted"), which is then raised."""
+    monkeypatch.setattr(bench, "_st_contenders", lambda source, device, notes: [
+        bench.Contender(bench.REFERENCE, device, bench._evalfast_contender(tiny_export, device, "fp32").encode)])
+    saved, steps = [], []
+
+    def on_step(label: str, total: int) -> None:
+        steps.append((label, total))
+        if label.startswith("round 2/"):
+            raise KeyboardInterrupt
+
+    config = bench.BenchConfig(precisions=("fp32",), repeats=3, budget_seconds=600)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_bench(tiny_export, ["a text", "another text"] * 5, config, command="cmd", on_step=on_step,
+                        on_save=lambda document: saved.append(json.loads(json.dumps(document))))
+    assert [total for _, total in steps] == [8] * len(steps)  # 2 contenders x (warm-up + 3 rounds)
+    assert {document["status"] for document in saved[:-1]} == {"running"} and saved[-1]["status"] == "interrupted"
+    last = saved[-1]
+    assert (last["command"], last["n_texts"], last["repeats"], last["schema_version"]) == ("cmd", 10, 3, 2)
+    assert [row["name"] for row in last["rows"]] == ["evalfast fp32", bench.REFERENCE]
+    assert [len(row["seconds"]) for row in last["rows"]] == [1, 1]  # round 1 timed, round 2 never started

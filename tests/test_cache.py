@@ -61,11 +61,12 @@ def test_a_graph_replaced_in_place_is_not_served_from_the_cache(tiny_export, tmp
     # another valid graph of the same shape under the old manifest: the cache key must follow the bytes that run
     import shutil
 
-    from conftest import HANDWRITTEN, make_tiny_model
+    from evalfast.data.golden import load_golden
     from evalfast.evaluate import evaluate
     from evalfast.model.export import export_model
-    from evalfast.data.golden import load_golden
     from evalfast.model.manifest import MODEL_FILE, file_sha256
+
+    from conftest import HANDWRITTEN, make_tiny_model
 
     folder = tmp_path / "export"
     shutil.copytree(tiny_export, folder)

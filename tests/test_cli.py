@@ -16,8 +16,9 @@ import pytest
 import pytrec_eval
 from click.testing import CliRunner, Result
 
-from conftest import HANDWRITTEN, write_file
 from evalfast.cli import cli
+
+from conftest import HANDWRITTEN, write_file
 
 DIMENSION = 32  # the tiny model's hidden size
 SIMILARITY_KEYS = {"similarity", "simulated_context_precision", "simulated_context_recall", "simulated_faithfulness",

@@ -7,9 +7,10 @@ import shutil
 
 from click.testing import CliRunner
 
-from conftest import HANDWRITTEN, REPO, SEED_CSV, needs_seed_csv
 from evalfast.cli import cli
 from evalfast.data.golden import load_golden
+
+from conftest import HANDWRITTEN, REPO, SEED_CSV, needs_seed_csv
 
 
 def invoke(*args):

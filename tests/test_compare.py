@@ -13,13 +13,14 @@ import pytest
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
-from conftest import HANDWRITTEN
 from evalfast.comparison.compare import StatSettings, compare_results
-from evalfast.reports.compare_report import LISTED_QUERIES, comparison_document
-from evalfast.errors import EvalfastError
-from evalfast.evaluate import EvalResult
 from evalfast.data.golden import load_golden
 from evalfast.data.run import Run
+from evalfast.errors import EvalfastError
+from evalfast.evaluate import EvalConfig, EvalResult
+from evalfast.reports.compare_report import LISTED_QUERIES, compare, comparison_document
+
+from conftest import HANDWRITTEN
 
 METRICS = ("ndcg@10", "mrr@10")
 SETTINGS = StatSettings(resamples=2000, permutations=4000, seed=3)
@@ -103,6 +104,23 @@ def test_the_document_lists_worse_and_better_queries_by_their_difference() -> No
     assert better == sorted((q for q in ids if difference[q] > 0), key=difference.get, reverse=True)[:LISTED_QUERIES]
     for row in entry["worse"] + entry["better"]:
         assert row["candidate"] - row["baseline"] == pytest.approx(difference[row["query_id"]])
+
+
+def test_compare_is_the_document_of_the_comparison_with_the_configs_settings() -> None:
+    """compare(), as `evalfast compare` and `finetune` call it: compare_results' document, dated now (UTC),
+    recording the evaluations' cutoffs and RAG settings and the statistics' settings."""
+    from datetime import datetime, timezone
+
+    golden = load_golden(HANDWRITTEN)
+    results, _ = models(golden.n_queries, 3, seed=4)
+    config = EvalConfig(ks=(1, 10), rag_k=3, rag_threshold=0.7)
+    document = compare(results, ["base", "a", "b"], golden, "test", config, SETTINGS, "evalfast compare ...")
+    expected = comparison_document(compare_results(results, ["base", "a", "b"], SETTINGS), golden, "test",
+                                   "evalfast compare ...", document["date"], (1, 10), 3, 0.7)
+    assert document == expected
+    assert abs(datetime.fromisoformat(document["date"]) - datetime.now(timezone.utc)).total_seconds() < 60
+    assert (document["settings"]["ks"], document["settings"]["rag_k"], document["settings"]["rag_threshold"],
+            document["settings"]["resamples"], document["settings"]["seed"]) == ([1, 10], 3, 0.7, 2000, 3)
 
 
 def test_results_of_other_golden_sets_or_queries_are_refused() -> None:

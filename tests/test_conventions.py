@@ -17,17 +17,18 @@ import numpy as np
 import pytest
 import pytrec_eval
 from sentence_transformers import SentenceTransformer
+from tiny_models import HIDDEN, TINY_MODELS, build_bert_mean, build_bert_prompts
 
-from conftest import TINY_MAX_SEQ_LENGTH, write_file
-from evalfast.model.cache import EmbeddingCache
-from evalfast.model.encoder import Encoder, EncoderConfig
+from evalfast.data.golden import load_golden
 from evalfast.errors import EvalfastError, ModelError
 from evalfast.evaluate import EvalConfig, evaluate
+from evalfast.model.cache import EmbeddingCache
+from evalfast.model.encoder import Encoder, EncoderConfig
 from evalfast.model.export import export_model
-from evalfast.data.golden import load_golden
 from evalfast.model.manifest import Manifest
 from evalfast.model.parity import one_minus_cos
-from tiny_models import HIDDEN, TINY_MODELS, build_bert_mean, build_bert_prompts
+
+from conftest import TINY_MAX_SEQ_LENGTH, write_file
 
 
 def build_bert_cls_sharp(folder: Path) -> Path:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv, write_file
 from evalfast.data.beir import Judgment, write_beir
 from evalfast.data.convert import convert_golden
-from evalfast.errors import EvalfastError, GoldenSetError
 from evalfast.data.golden import GoldenSet, load_golden, read_jsonl
+from evalfast.errors import EvalfastError, GoldenSetError
+
+from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv, write_file
 
 
 def records(path: Path) -> list[dict]:

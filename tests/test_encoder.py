@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from evalfast.model.encoder import Encoder, EncoderConfig, chunk_bounds, pack_batches, plan_batches
 from evalfast.errors import ModelError
+from evalfast.model.encoder import Encoder, EncoderConfig, chunk_bounds, pack_batches, plan_batches
 from evalfast.model.parity import one_minus_cos
+
 from conftest import TINY_MAX_SEQ_LENGTH
 
 TEXTS = [

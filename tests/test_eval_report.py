@@ -6,13 +6,14 @@ import re
 
 import pytest
 
-from conftest import HANDWRITTEN
-from evalfast.model.cache import EmbeddingCache
 from evalfast.comparison.compare import StatSettings, metric_intervals
-from evalfast.model.encoder import Encoder
-from evalfast.evaluate import evaluate
 from evalfast.data.golden import load_golden
+from evalfast.evaluate import evaluate
+from evalfast.model.cache import EmbeddingCache
+from evalfast.model.encoder import Encoder
 from evalfast.reports.report import format_result, result_markdown
+
+from conftest import HANDWRITTEN
 
 EMBED_LINE = re.compile(r"embed   (\d+) texts \(documents and queries\) in ([\d.]+) s: ([\d,]+) texts/s, "
                         r"([\d,]+) tokens/s")

@@ -7,8 +7,8 @@ import json
 import onnx
 import pytest
 
-from evalfast.model import export as export_module
 from evalfast.errors import EvalfastError, ModelError
+from evalfast.model import export as export_module
 from evalfast.model.export import export_model
 from evalfast.model.manifest import MANIFEST_NAME, file_sha256, read_manifest
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
 from evalfast import atomic
 from evalfast.model.cache import DAMAGED_FOLDER, KEYS_SUFFIX, VECTORS_SUFFIX, EmbeddingCache
 from evalfast.model.embeddings import embed
 from evalfast.model.encoder import Encoder, EncoderConfig
+
+from conftest import REPO
 
 WORDS = ("the a lighthouse haunted rainy day kitchen bread radio cozy story about write dragon sea night star "
          "letter winter garden train map clock river").split()

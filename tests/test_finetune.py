@@ -12,14 +12,15 @@ from click.testing import CliRunner
 from safetensors.numpy import load_file
 from transformers import TrainerCallback
 
-from conftest import HANDWRITTEN, write_file
 from evalfast.cli import cli
-from evalfast.model.encoder import Encoder
-from evalfast.errors import EvalfastError
-from evalfast.train.finetune import FinetuneConfig, finetune, load_splits, mine_hard_negatives, training_pairs
 from evalfast.data.golden import load_golden
+from evalfast.errors import EvalfastError
+from evalfast.model.encoder import Encoder
 from evalfast.model.manifest import read_manifest
+from evalfast.train.finetune import FinetuneConfig, finetune, load_splits, mine_hard_negatives, training_pairs
 from evalfast.train.overlap import TRAINING_DATA, fingerprint, training_data_document, training_overlap
+
+from conftest import HANDWRITTEN, write_file
 
 ONE_EPOCH = FinetuneConfig(epochs=1, batch_size=16, lr=1e-3)
 

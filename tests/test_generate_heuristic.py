@@ -7,17 +7,17 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from conftest import REPO, write_file
 from evalfast.cli import cli
-from evalfast.errors import EvalfastError
-from evalfast.generate.drafts import write_generated
-from evalfast.generate.heuristic import STOP_WORDS, heuristic_queries
 from evalfast.data.golden import load_golden
 from evalfast.data.prompts import Prompt, load_prompts
 from evalfast.data.splits import parse_fractions, split_prompts
+from evalfast.errors import EvalfastError
+from evalfast.generate.drafts import write_generated
+from evalfast.generate.heuristic import STOP_WORDS, heuristic_queries
+
+from conftest import REPO, write_file
 
 LIBRARY = REPO / "data" / "prompts" / "prompts.jsonl"
 GENRES = ("fantasy", "horror", "memoir", "science fiction", "essay")

@@ -21,18 +21,10 @@ import pytest
 
 pytest.importorskip("openai")
 
-from evalfast.errors import EvalfastError  # noqa: E402
-from evalfast.generate.llm import (  # noqa: E402
-    PROMPT_TEMPLATE,
-    TEMPLATE_VERSION,
-    GeneratedQuery,
-    LLMConfig,
-    LLMProgress,
-    _retry_delay,
-    clean_queries,
-    generate_llm_queries,
-)
 from evalfast.data.prompts import Prompt  # noqa: E402
+from evalfast.errors import EvalfastError  # noqa: E402
+from evalfast.generate.llm import (PROMPT_TEMPLATE, TEMPLATE_VERSION, GeneratedQuery, LLMConfig,  # noqa: E402
+                                   LLMProgress, _retry_delay, clean_queries, generate_llm_queries)
 
 KEY_ENV = "EVALFAST_TEST_LLM_KEY"
 SECRET = "sk-test-7f3a9c-very-secret"

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv, write_file
-from evalfast.errors import EvalfastError, GoldenSetError
 from evalfast.data.golden import GoldenSet, load_golden
+from evalfast.errors import EvalfastError, GoldenSetError
+
+from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv, write_file
 
 DRAGON = "<Fantasy> </Fantasy> <Dragons> </Dragons> prompt A dragon, who hoards books, meets a librarian."
 BAKERY = "A cozy bakery mystery"

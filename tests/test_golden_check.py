@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv, write_file
 from evalfast.data.beir import Judgment, write_beir
 from evalfast.data.golden_check import (MAX_LISTED, CheckReport, check_golden, format_report, near_duplicate_pairs,
-                                   normalise, report_json)
+                                        normalise, report_json)
+
+from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv, write_file
 
 N_DOCS = 6
 WORDS_PER_DOC = 40

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import HANDWRITTEN
-from evalfast.model.encoder import Encoder, EncoderConfig
-from evalfast.evaluate import evaluate
-from evalfast.model.parity import one_minus_cos
 from evalfast.data.golden import load_golden
-from evalfast.search.index import search
+from evalfast.evaluate import evaluate
+from evalfast.model.encoder import Encoder, EncoderConfig
+from evalfast.model.parity import one_minus_cos
 from evalfast.model.variants import ensure_variant
+from evalfast.search.index import search
+
+from conftest import HANDWRITTEN
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 

@@ -13,15 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import invoke
 
-from conftest import write_file
-from evalfast.errors import EvalfastError, GoldenSetError
 from evalfast.data.golden import load_golden
 from evalfast.data.golden_check import check_golden
 from evalfast.data.run import Run
 from evalfast.data.texts import read_texts, text_lines
 from evalfast.data.trec import read_qrels, read_run, write_run
-from test_cli import invoke
+from evalfast.errors import EvalfastError, GoldenSetError
+
+from conftest import write_file
 
 CORPUS = [{"_id": "d1", "title": "Dragons", "text": "A dragon hoards books"},
           {"_id": "d2", "title": "", "text": "A cozy bakery"}]

@@ -12,15 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HANDWRITTEN
-from evalfast.model.cache import EmbeddingCache
 from evalfast.comparison.compare import StatSettings, compare_results
-from evalfast.reports.compare_report import comparison_document, comparison_markdown, comparison_text, verdict_paragraph
-from evalfast.model.encoder import Encoder, EncoderConfig
-from evalfast.evaluate import evaluate
 from evalfast.data.golden import load_golden
-from evalfast.reports.html_report import SIMULATED_HEADING, nice_ticks, render_html
+from evalfast.evaluate import evaluate
+from evalfast.model.cache import EmbeddingCache
+from evalfast.model.encoder import Encoder, EncoderConfig
 from evalfast.model.variants import ensure_variant
+from evalfast.reports.compare_report import comparison_document, comparison_markdown, comparison_text, verdict_paragraph
+from evalfast.reports.html_report import SIMULATED_HEADING, nice_ticks, render_html
+
+from conftest import HANDWRITTEN
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import evalfast.search.index
-from evalfast.search.index import search
 from evalfast.data.run import descending_name_rank
+from evalfast.search.index import search
 
 
 def unit(rows: np.ndarray) -> np.ndarray:

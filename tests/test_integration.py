@@ -7,12 +7,13 @@ import pytest
 import pytrec_eval
 from click.testing import CliRunner
 
-from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv
 from evalfast.cli import cli
-from evalfast.model.encoder import Encoder
-from evalfast.evaluate import EvalConfig, evaluate
-from evalfast.model.parity import one_minus_cos
 from evalfast.data.golden import load_golden
+from evalfast.evaluate import EvalConfig, evaluate
+from evalfast.model.encoder import Encoder
+from evalfast.model.parity import one_minus_cos
+
+from conftest import HANDWRITTEN, SEED_CSV, needs_seed_csv
 
 pytestmark = pytest.mark.slow
 

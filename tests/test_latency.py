@@ -10,11 +10,12 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
-from conftest import HANDWRITTEN
 from evalfast.cli import cli
 from evalfast.errors import EvalfastError
 from evalfast.perf.latency import (IndexSpec, arrival_times, build_index, index_quality, latency_corpus, recall_at_k,
-                              recall_by_ef_search, run_load, summarize_load, synthetic_corpus)
+                                   recall_by_ef_search, run_load, summarize_load, synthetic_corpus)
+
+from conftest import HANDWRITTEN
 
 
 def unit_rows(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
@@ -176,3 +177,32 @@ def test_cli_bad_arguments_exit_2_with_one_clear_line(tiny_export, tmp_path, ext
                                       str(tmp_path), "--duration", "0.2s", *extra])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_run_latency_is_the_command_as_a_library_call(tiny_export):
+    """run_latency: the document `evalfast latency` writes, from an encoder, a golden set and a LatencyConfig;
+    its model, index, corpus and settings say what was run, and an impossible load is refused before any work."""
+    from evalfast.data.golden import load_golden
+    from evalfast.model.encoder import Encoder, EncoderConfig
+    from evalfast.perf.latency import LatencyConfig, run_latency
+
+    golden = load_golden(HANDWRITTEN)
+    encoder = Encoder(tiny_export, EncoderConfig(threads=1))
+    config = LatencyConfig(IndexSpec("flat"), qps=30, duration_seconds=0.5, k=5, synthetic_docs=400, seed=2)
+    embedded, statuses = [], []
+    document = run_latency(encoder, golden, config, distractors=["a distractor", "another one"],
+                           golden_path="g", command="cmd", on_progress=embedded.append, on_status=statuses.append)
+    assert (document["kind"], document["command"], document["golden"]) == ("evalfast.latency", "cmd", "g")
+    assert document["model"] == {"path": str(tiny_export), "precision": "fp32", "device": "cpu", "threads": 1}
+    assert document["index"]["factory"] == "Flat" and document["index"]["documents"] == 400
+    assert document["index"]["composition"] == {"golden": golden.n_docs, "distractors": 2,
+                                                "synthetic": 400 - golden.n_docs - 2}
+    assert document["quality"]["recall@5"] == 1.0  # a flat index is exact
+    assert document["settings"] == {"qps": 30, "duration_seconds": 0.5, "concurrency": 1, "arrival": "poisson",
+                                    "k": 5, "seed": 2}
+    assert document["load"]["completed"] >= 5 and document["sweep"] is None
+    assert sum(embedded) == golden.n_docs + 2 and statuses == ["building flat over 400 documents ..."]
+    before = len(embedded)
+    with pytest.raises(EvalfastError, match="schedules"):
+        run_latency(encoder, golden, LatencyConfig(qps=1e6, duration_seconds=3600), on_progress=embedded.append)
+    assert len(embedded) == before  # nothing was embedded

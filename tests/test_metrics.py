@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import pytrec_eval
 
+from evalfast.data.qrels import Qrels
+from evalfast.data.run import descending_name_rank, order_like_trec_eval, pack_rows
 from evalfast.errors import EvalfastError
-from evalfast.metrics import METRICS, WHOLE_RUN, compute, judge, summarize
-from evalfast.metrics import judged as judged_module
+from evalfast.metrics import METRICS, WHOLE_RUN, compute, judge, judged as judged_module, summarize
 from evalfast.metrics.averaging import averaged_queries, means
 from evalfast.metrics.measures import measure_values
 from evalfast.metrics.names import default_measures
-from evalfast.data.qrels import Qrels
-from evalfast.data.run import descending_name_rank, order_like_trec_eval, pack_rows
 
 KS = (1, 3, 5, 10, 100)
 CUTS = ",".join(map(str, KS))

@@ -17,17 +17,18 @@ import numpy as np
 import onnx
 import optimum.exporters.onnx.convert as optimum_convert
 import pytest
+from test_cli import assert_user_error, invoke
 
-from conftest import make_tiny_model, write_file
+from evalfast.errors import EvalfastError, ModelError
 from evalfast.model import export as export_module
 from evalfast.model.encoder import Encoder, EncoderConfig
-from evalfast.errors import EvalfastError, ModelError
 from evalfast.model.export import ensure_exported, export_model
 from evalfast.model.manifest import MANIFEST_NAME, MODEL_FILE, read_manifest
 from evalfast.model.once import build_once, exclusive
 from evalfast.model.parity import one_minus_cos
 from evalfast.model.variants import ensure_variant
-from test_cli import assert_user_error, invoke
+
+from conftest import make_tiny_model, write_file
 
 TEXTS = ["a haunted lighthouse", "a recipe from my grandmother", "robots learning to paint", "a cozy mystery"]
 NOISE = ("failed in shape inference", "Please consider to run pre-processing before quantization", "TracerWarning",

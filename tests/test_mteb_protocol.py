@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import pytrec_eval
 
-from conftest import REPO, write_file
 from evalfast.cli import cli
-from evalfast.model.encoder import Encoder
-from evalfast.evaluate import MTEB_KS, EvalConfig, evaluate, for_protocol, score_vectors
 from evalfast.data.golden import load_golden
+from evalfast.evaluate import MTEB_KS, EvalConfig, evaluate, for_protocol, score_vectors
+from evalfast.model.encoder import Encoder
 from evalfast.reports.mteb_results import mteb_document
+
+from conftest import REPO, write_file
 
 SCIFACT = REPO.parent / "shared" / "data" / "beir" / "scifact"
 needs_scifact = pytest.mark.skipif(not (SCIFACT / "corpus.jsonl").is_file(),

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from evalfast.data import trec_parse
-from evalfast.errors import EvalfastError
 from evalfast.data.trec import TREC_RUN, read_qrels_file, read_run, read_run_to_score
+from evalfast.errors import EvalfastError
 
 pytestmark = pytest.mark.skipif(trec_parse._tablescan is None, reason="evalfast.data._tablescan is not built")
 

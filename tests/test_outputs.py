@@ -4,8 +4,8 @@ appear or none changes; a failed write names its file; temporaries a killed proc
 from __future__ import annotations
 
 import json
-import shlex
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import assert_user_error, invoke, ok
 
-from conftest import HANDWRITTEN, REPO
 from evalfast import atomic
 from evalfast.atomic import all_or_none, remove_stale_temporaries, write_text
-from test_cli import assert_user_error, invoke, ok
+
+from conftest import HANDWRITTEN, REPO
 
 
 def evalfast(*args: object, cache: Path, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:

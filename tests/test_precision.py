@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from evalfast.model.encoder import Encoder, EncoderConfig
 from evalfast.errors import EvalfastError
+from evalfast.model.encoder import Encoder, EncoderConfig
 from evalfast.model.parity import one_minus_cos
 from evalfast.model.precision import check_precision, variant_file
 from evalfast.model.variants import ensure_variant

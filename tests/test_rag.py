@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from evalfast.data.qrels import Qrels
 from evalfast.metrics import judge
 from evalfast.metrics.rag import context_precision, rag_metrics
-from evalfast.data.qrels import Qrels
 
 
 def ragas_context_precision(relevant: list[bool]) -> float:

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import HANDWRITTEN
 from evalfast.cli import cli
-from evalfast.model.encoder import Encoder
-from evalfast.evaluate import evaluate
 from evalfast.data.golden import load_golden
+from evalfast.evaluate import evaluate
+from evalfast.model.encoder import Encoder
+
+from conftest import HANDWRITTEN
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need evalfast[ray]")
 

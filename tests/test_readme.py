@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
 from evalfast.cli import cli
+
+from conftest import REPO
 
 README = REPO / "README.md"
 SHARED = REPO.parent / "shared"

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, write_file
-from evalfast.model import registry
 from evalfast.errors import ModelError
+from evalfast.model import registry
 from evalfast.model.registry import MINILM, MODELS, MPNET, ModelSpec, Part, find_model, local_folder, model_names
+
+from conftest import REPO, write_file
 
 MODEL_FILES = {
     "config.json": json.dumps({"model_type": "bert", "hidden_size": 8}),

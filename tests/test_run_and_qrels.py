@@ -94,8 +94,8 @@ def test_write_run_writes_ranks_from_one_and_reads_back(tmp_path: Path) -> None:
     (["q1", "q2"], ["d0", "d\x01", "d2"], "docid 'd\\\\x01' holds whitespace or a control character"),
 ])
 def test_write_run_refuses_ids_a_run_cannot_carry_and_writes_nothing(tmp_path: Path, queries, docs, message) -> None:
-    from evalfast.errors import EvalfastError
     from evalfast.data.trec import write_run
+    from evalfast.errors import EvalfastError
 
     path = tmp_path / "run.trec"
     run = Run(np.array([[1, 0], [2, -1]]), np.array([[0.75, 0.25], [1.5, -np.inf]]))

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import pytrec_eval
 
-from evalfast.errors import EvalfastError
-from evalfast.metrics import compute, judge
 from evalfast.data.run import Run, descending_name_rank, order_like_trec_eval
 from evalfast.data.trec import read_qrels, read_run, write_run
+from evalfast.errors import EvalfastError
+from evalfast.metrics import compute, judge
 
 QRELS = """\
 q1 0 a 2

@@ -22,9 +22,9 @@ import pytrec_eval
 from test_cli import assert_user_error, invoke, ok
 from test_metrics import to_arrays
 
+from evalfast.data.qrels import Qrels
 from evalfast.metrics.averaging import AVERAGES, averaged_queries, means
 from evalfast.metrics.measures import Measure, measure_values
-from evalfast.data.qrels import Qrels
 
 Judgments = dict[str, dict[str, int]]
 Scores = dict[str, dict[str, float]]

@@ -30,15 +30,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytrec_eval
+from test_cli import assert_user_error, invoke
 
-from conftest import HANDWRITTEN, REPO, write_file
 from evalfast.data import trec_parse
+from evalfast.data.texts import not_utf8
+from evalfast.data.trec import TREC_RUN, read_qrels, read_qrels_file, read_run
+from evalfast.data.trec_parse import c_reads
 from evalfast.errors import EvalfastError
 from evalfast.metrics import compute, judge
-from evalfast.data.trec import TREC_RUN, read_qrels, read_qrels_file, read_run
-from evalfast.data.texts import not_utf8
-from evalfast.data.trec_parse import c_reads
-from test_cli import assert_user_error, invoke
+
+from conftest import HANDWRITTEN, REPO, write_file
 
 pytestmark = pytest.mark.usefixtures("table_reader")  # every test twice: the native reader, then the numpy one
 LIBC = ctypes.CDLL(None)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evalfast.comparison.stats import Interval, PairedTest, bootstrap_interval, holm, paired_tests
 from evalfast.errors import EvalfastError
 from evalfast.evaluate import EvalResult
-from evalfast.comparison.stats import Interval, PairedTest, bootstrap_interval, holm, paired_tests
 
 
 @dataclass(frozen=True)

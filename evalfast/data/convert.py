@@ -21,8 +21,8 @@ import numpy as np
 
 from evalfast.atomic import write_text
 from evalfast.data.beir import Judgment, check_output, write_beir
-from evalfast.errors import EvalfastError
 from evalfast.data.golden import ID_COLUMNS, PAIR_COLUMNS, _csv_rows, _jsonl_pair_rows, load_golden, read_jsonl
+from evalfast.errors import EvalfastError
 
 FORMATS = ("beir", "csv", "jsonl")
 CORPUS_FIELDS = ("_id", "title", "text")

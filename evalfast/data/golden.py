@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evalfast.errors import GoldenSetError
 from evalfast.data.qrels import Qrels
 from evalfast.data.texts import checked_id, checked_text, read_jsonl, shown, utf8_lines
+from evalfast.errors import GoldenSetError
 
 PAIR_COLUMNS = ("query", "context", "relevance")
 ID_COLUMNS = ("query_id", "context_id", "context_title")  # optional: ignored here, carried by golden convert

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalfast.errors import GoldenSetError
 from evalfast.data.texts import checked_id, read_jsonl
+from evalfast.errors import GoldenSetError
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from evalfast.atomic import atomic_path
-from evalfast.errors import EvalfastError
 from evalfast.data.qrels import Qrels, pair_keys
 from evalfast.data.run import Run, descending_name_rank, order_like_trec_eval, pack_rows
 from evalfast.data.texts import first_non_id, id_problem, shown
 from evalfast.data.trec_parse import (MAX_INTEGER_DIGITS, Layout, Parsed, Text, c_reads, decode, fields_at, line_of,
-                                 read_table)
+                                      read_table)
+from evalfast.errors import EvalfastError
 
 TREC_QRELS = Layout("trec", "TREC qrels", "qid 0 docid rel", 4, False, (0, 2, 3), ("qid", "docid", "relevance"), True)
 BEIR_QRELS = Layout("beir-tsv", "BEIR qrels TSV", "query-id corpus-id score", 3, False, (0, 1, 2),

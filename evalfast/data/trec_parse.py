@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalfast.errors import EvalfastError
 from evalfast.data.texts import not_utf8_at
+from evalfast.errors import EvalfastError
 
 try:
     from evalfast.data import _tablescan  # the native reader (_tablescan.c), built when a C compiler was found

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalfast.atomic import write_text
-from evalfast.errors import EvalfastError
 from evalfast.data.prompts import Prompt
+from evalfast.errors import EvalfastError
 
 if TYPE_CHECKING:
     import openai

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evalfast.data.qrels import Qrels
 from evalfast.metrics.counts import hit_rate, judged_rate, precision, r_precision, recall
 from evalfast.metrics.judged import Judged, Prefixes, at_level, judge, prefixes
 from evalfast.metrics.ndcg import ndcg
 from evalfast.metrics.ranks import average_precision, reciprocal_rank
-from evalfast.data.qrels import Qrels
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from evalfast.choices import DEVICES
-from evalfast.model.conventions import resolve_prompt
 from evalfast.errors import EvalfastError, ModelError
+from evalfast.model.conventions import resolve_prompt
 from evalfast.model.manifest import (MANIFEST_NAME, OUTPUT_NAME, TOKENIZER_FILE, Manifest, read_manifest,
                                      remembered_sha256)
 from evalfast.model.precision import check_precision, variant_file

@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evalfast.atomic import atomic_dir, remove_stale_temporaries, write_text
+from evalfast.errors import EvalfastError, ModelError
 from evalfast.model.cache import default_cache_dir
 from evalfast.model.conventions import check_similarity
 from evalfast.model.encoder import Encoder, EncoderConfig
-from evalfast.errors import EvalfastError, ModelError
 from evalfast.model.manifest import MODEL_FILE, OUTPUT_NAME, Manifest, Parity, file_sha256, is_exported
 from evalfast.model.once import Status, build_once, quiet_tools
 from evalfast.model.parity import PROBE_TEXTS, parity

@@ -11,8 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from evalfast.atomic import atomic_path, write_text
-from evalfast.model.encoder import Encoder, EncoderConfig
 from evalfast.errors import ModelError
+from evalfast.model.encoder import Encoder, EncoderConfig
 from evalfast.model.manifest import MODEL_FILE, Parity, read_manifest, remembered_sha256
 from evalfast.model.once import Status, build_once, quiet_tools
 from evalfast.model.parity import PROBE_TEXTS, parity

@@ -21,18 +21,19 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from evalfast.model.encoder import Encoder, EncoderConfig
+from evalfast.data.golden import GoldenSet
 from evalfast.errors import EvalfastError
 from evalfast.evaluate import EvalConfig, score_vectors
+from evalfast.model.encoder import Encoder, EncoderConfig
 from evalfast.model.export import resolve_source
-from evalfast.data.golden import GoldenSet
+from evalfast.model.once import quiet_tools
 from evalfast.model.parity import one_minus_cos
 from evalfast.model.precision import PRECISIONS
-from evalfast.model.once import quiet_tools
 from evalfast.model.variants import ensure_variant
 
 REFERENCE = "sentence-transformers fp32"
@@ -225,9 +226,69 @@ def contenders_for(folder, devices: Sequence[str], precisions: Sequence[str], ag
     return contenders, notes
 
 
-def run_bench(contenders: list[Contender], texts: list[str], golden: GoldenSet | None, repeats: int,
-              on_step: Callable[[str], None] | None = None, budget: Budget | None = None,
-              on_update: Callable[[list[Row]], None] | None = None) -> list[Row]:
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``evalfast bench`` measures: evalfast's devices and precisions, sentence-transformers' configurations
+    as peers, the timed rounds and the time limit of the whole bench."""
+
+    devices: tuple[str, ...] = ("cpu",)
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    peers: bool = True
+    repeats: int = 3
+    budget_seconds: float = 15 * 60
+    ray_actors: int | None = None  # also through this many Ray actors (inside a Ray session)
+
+
+SCHEMA_VERSION = 2  # of the bench document
+
+
+def run_bench(folder: Path, texts: list[str], config: BenchConfig, golden: GoldenSet | None = None,
+              golden_path: str | None = None, command: str = "", on_step: Callable[[str, int], None] | None = None,
+              on_save: Callable[[dict], None] | None = None) -> dict:
+    """Benchmark the export ``folder`` on ``texts`` (and, with ``golden``, the change in nDCG@10): the bench
+    document (``schema_version``, machine, rows, notes, ``status``).
+
+    ``on_step(label, steps)`` starts each of the bench's ``steps`` (each contender's warm-up, then its rounds).
+    ``on_save(document)`` follows each contender and round, with ``status`` "running", then once more with the
+    outcome ("complete", "stopped by the time budget", "interrupted" or "failed (...)"; an interrupt or an error
+    is raised again once saved), so a caller that writes it keeps what was measured.
+    """
+    contenders, notes = contenders_for(folder, config.devices, config.precisions, config.peers, config.ray_actors)
+    n_tokens = Encoder(folder).token_stats(texts)[0]
+    budget = Budget(config.budget_seconds)
+    document = {"schema_version": SCHEMA_VERSION, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "command": command, "machine": machine(), "model": str(folder), "n_texts": len(texts),
+                "mean_tokens": n_tokens / len(texts), "repeats": config.repeats, "golden": golden_path,
+                "budget": budget.describe(), "status": "running", "notes": notes, "rows": []}
+    measured: list[Row] = []
+
+    def save(rows: list[Row], status: str = "running") -> None:
+        measured[:] = rows
+        document.update(status=status, rows=summary_rows(rows, len(texts), n_tokens))
+        if on_save:
+            on_save(document)
+
+    steps = len(contenders) * (config.repeats + 1)
+    try:
+        rows = measure(contenders, texts, golden, config.repeats, on_step and (lambda label: on_step(label, steps)),
+                       budget, save)
+    except KeyboardInterrupt:
+        save(measured, "interrupted")
+        raise
+    except Exception as err:
+        save(measured, f"failed ({type(err).__name__}: {err})")
+        raise
+    skipped = sum(config.repeats - len(row.seconds) for row in rows)
+    if skipped:
+        notes.append(f"the time budget ({budget.describe()}) ran out: {skipped} of {config.repeats * len(rows)} timed "
+                     "runs skipped; give a larger --budget, or a smaller --n or --repeats")
+    save(rows, "stopped by the time budget" if skipped else "complete")
+    return document
+
+
+def measure(contenders: list[Contender], texts: list[str], golden: GoldenSet | None, repeats: int,
+            on_step: Callable[[str], None] | None = None, budget: Budget | None = None,
+            on_update: Callable[[list[Row]], None] | None = None) -> list[Row]:
     """Warm up, measure accuracy, then time ``repeats`` interleaved rounds (order rotated each round).
 
     With ``budget``, a contender is not started once the budget is spent, and a timing is skipped when its

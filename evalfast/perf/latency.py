@@ -9,16 +9,20 @@ change in nDCG@10.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import numpy as np
 
+from evalfast.data.golden import GoldenSet
 from evalfast.errors import EvalfastError
+from evalfast.model.embeddings import embed
 
 INDEX_SHORTHANDS = {
     "flat": "Flat",
@@ -33,6 +37,8 @@ MAX_REQUESTS = 10_000_000  # scheduled requests per load; their arrays stay with
 TRAIN_SAMPLE = 100_000  # vectors an IVF or PQ index is trained on at most
 HISTOGRAM_BINS = 40
 SYNTHETIC_NOISE = 0.02  # about 0.4 in norm at 384 dimensions
+WARM_QUERIES = 20  # sent before the load, to warm the session and the index
+SCHEMA_VERSION = 1  # of the latency document
 
 
 @dataclass(frozen=True)
@@ -145,9 +151,9 @@ def latency_corpus(real: np.ndarray, n_docs: int | None, seed: int) -> np.ndarra
 def index_quality(index, corpus: np.ndarray, queries: np.ndarray, golden, k: int) -> dict:
     """recall@k of ``index`` against exact search for ``queries``; with a golden set, whose documents are the
     corpus's first rows (the rest unjudged, so not relevant), nDCG@k both ways too."""
-    from evalfast.search.index import search
-    from evalfast.metrics import judge, ndcg
     from evalfast.data.run import descending_name_rank
+    from evalfast.metrics import judge, ndcg
+    from evalfast.search.index import search
 
     n_named = len(golden.doc_ids) if golden is not None else 0
     tie_rank = np.arange(len(corpus))  # unnamed documents tie after the golden set's, in corpus order
@@ -289,3 +295,72 @@ def sweep(serve: Callable[[int], tuple[float, float]], n_queries: int, start_qps
         if bad - good < max(1.0, 0.05 * good):
             break
     return tried
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """What ``evalfast latency`` runs: the index, the open-loop load, and the hits each query asks for."""
+
+    index: IndexSpec = IndexSpec("hnsw")
+    qps: float = 50.0
+    duration_seconds: float = 30.0
+    concurrency: int = 1
+    arrival: str = "poisson"  # or "uniform"
+    k: int = 10
+    synthetic_docs: int | None = None  # grow the index to this many documents, synthetic ones around the real
+    p99_bound_ms: float | None = None  # also find the highest rate whose p99 stays within this bound
+    seed: int = 0
+
+    def arrivals(self) -> np.ndarray:
+        """The load's scheduled request times (arrival_times): an EvalfastError for a load too large to send."""
+        return arrival_times(self.qps, self.duration_seconds, self.arrival, self.seed)
+
+
+def run_latency(encoder, golden: GoldenSet, config: LatencyConfig, cache=None, distractors: Sequence[str] = (),
+                golden_path: str = "", command: str = "", on_progress: Callable[[int], None] | None = None,
+                on_status: Callable[[str], None] = lambda message: None) -> dict:
+    """Index ``golden``'s corpus and the ``distractors`` (embedded by ``encoder`` through ``cache``; grown with
+    synthetic documents), then send its queries one at a time under the configured load: the latency document
+    (kind "evalfast.latency"). ``on_progress(n)`` counts the corpus texts embedded."""
+    arrivals = config.arrivals()  # refuses an impossible load before any work
+    docs = embed(encoder, encoder.prompted(golden.doc_texts + list(distractors), "document"), cache,
+                 on_progress).vectors
+    queries = embed(encoder, encoder.prompted(golden.query_texts, "query"), cache).vectors
+    corpus = latency_corpus(docs, config.synthetic_docs, config.seed)
+    if config.k > len(corpus):
+        raise EvalfastError(f"--k {config.k}: the index holds only {len(corpus):,} documents")
+    on_status(f"building {config.index.name} over {len(corpus):,} documents ...")
+    built = build_index(corpus, config.index, config.seed)
+    quality = index_quality(built.index, corpus, queries, golden, config.k)
+    serve = query_server(encoder, built.index, encoder.prompted(golden.query_texts, "query"), config.k)
+    for q in range(min(WARM_QUERIES, golden.n_queries)):
+        serve(q)
+    load = summarize_load(run_load(serve, golden.n_queries, arrivals, config.concurrency))
+    swept = (sweep(serve, golden.n_queries, config.qps, config.duration_seconds, config.concurrency, config.arrival,
+                   config.seed, config.p99_bound_ms) if config.p99_bound_ms else None)
+    composition = {"golden": golden.n_docs, "distractors": len(distractors), "synthetic": len(corpus) - len(docs)}
+    settings = {"qps": config.qps, "duration_seconds": config.duration_seconds, "concurrency": config.concurrency,
+                "arrival": config.arrival, "k": config.k, "seed": config.seed}
+    return latency_document(command, encoder, golden_path, built, composition, quality, settings, load, swept,
+                            config.p99_bound_ms)
+
+
+def latency_document(command: str, encoder, golden: str, built: BuiltIndex, composition: dict[str, int],
+                     quality: dict, settings: dict, load: dict, swept: list[dict] | None,
+                     p99_bound_ms: float | None) -> dict:
+    """Everything about a latency run, machine-readable, dated now."""
+    from evalfast.perf.bench import machine
+
+    model = {"path": str(encoder.folder), "precision": encoder.config.precision, "device": encoder.config.device,
+             "threads": encoder.config.threads}
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": "evalfast.latency",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command, "machine": machine(),
+        "model": model, "golden": golden,
+        "index": {"factory": built.factory, "spec": dataclasses.asdict(built.spec),
+                  "documents": sum(composition.values()), "composition": composition,
+                  "build_seconds": built.build_seconds, "size_bytes": built.size_bytes},
+        "quality": quality, "settings": settings, "load": load,
+        "sweep": {"p99_bound_ms": p99_bound_ms, "tried": swept,
+                  "best_qps": max((t["qps"] for t in swept if t["within_bound"]), default=None)} if swept else None,
+    }

@@ -4,16 +4,18 @@ made from it, so every format says the same thing."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import numpy as np
 
-from evalfast.comparison.compare import Comparison, PairComparison, relative_change
-from evalfast.evaluate import EvalResult
+from evalfast.comparison.compare import Comparison, PairComparison, StatSettings, compare_results, relative_change
+from evalfast.comparison.stats import Interval, format_difference
 from evalfast.data.golden import GoldenSet
+from evalfast.evaluate import EvalConfig, EvalResult
 from evalfast.metrics.similarity import SIMULATED_NOTE
 from evalfast.reports.per_query import first_relevant_rank
 from evalfast.reports.report import markdown_table, text_table
-from evalfast.comparison.stats import Interval, format_difference
 
 SCHEMA_VERSION = 1
 HEADLINE = "ndcg@10"
@@ -108,6 +110,16 @@ def _hardest(comparison: Comparison, golden: GoldenSet, headline: str) -> list[d
     for row, i in zip(rows, hardest):
         row["first_relevant_rank"] = {name: int(r[i]) or None for name, r in ranks.items()}
     return rows
+
+
+def compare(results: Sequence[EvalResult], names: Sequence[str], golden: GoldenSet, split: str, config: EvalConfig,
+            settings: StatSettings, command: str) -> dict:
+    """Compare evaluations of ``golden`` (the first the baseline) and return the comparison's document, dated now:
+    what ``evalfast compare`` and ``evalfast finetune`` report. ``config`` is the evaluations' (its cutoffs and RAG
+    settings are recorded); ``command`` is recorded as given."""
+    comparison = compare_results(list(results), list(names), settings)
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return comparison_document(comparison, golden, split, command, date, config.ks, config.rag_k, config.rag_threshold)
 
 
 def comparison_document(comparison: Comparison, golden: GoldenSet, split: str, command: str, date: str,

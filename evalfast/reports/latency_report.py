@@ -1,33 +1,10 @@
-"""Latency reports: one JSON document (kind ``evalfast.latency``) and the terminal table made from it."""
+"""Latency reports: the terminal table made from a latency document (evalfast.perf.latency.run_latency's, kind
+``evalfast.latency``)."""
 
 from __future__ import annotations
 
-import dataclasses
-
-from evalfast.perf.latency import PERCENTILES, BuiltIndex
+from evalfast.perf.latency import PERCENTILES
 from evalfast.reports.report import text_table
-
-SCHEMA_VERSION = 1
-
-
-def latency_document(*, command: str, date: str, model: str, precision: str, device: str, threads: int, golden: str,
-                     built: BuiltIndex, composition: dict[str, int], quality: dict, settings: dict, load: dict,
-                     sweep: list[dict] | None, p99_bound_ms: float | None) -> dict:
-    """Everything about a latency run, machine-readable."""
-    from evalfast.perf.bench import machine
-
-    return {
-        "schema_version": SCHEMA_VERSION, "kind": "evalfast.latency", "date": date, "command": command,
-        "machine": machine(),
-        "model": {"path": model, "precision": precision, "device": device, "threads": threads},
-        "golden": golden,
-        "index": {"factory": built.factory, "spec": dataclasses.asdict(built.spec),
-                  "documents": sum(composition.values()), "composition": composition,
-                  "build_seconds": built.build_seconds, "size_bytes": built.size_bytes},
-        "quality": quality, "settings": settings, "load": load,
-        "sweep": {"p99_bound_ms": p99_bound_ms, "tried": sweep,
-                  "best_qps": max((t["qps"] for t in sweep if t["within_bound"]), default=None)} if sweep else None,
-    }
 
 
 def index_summary(index: dict) -> str:

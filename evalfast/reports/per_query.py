@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from evalfast.atomic import atomic_path
+from evalfast.data.golden import GoldenSet
 from evalfast.errors import EvalfastError
 from evalfast.evaluate import EvalResult
-from evalfast.data.golden import GoldenSet
 
 TOP = 10  # documents listed per query
 

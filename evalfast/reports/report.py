@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from evalfast.metrics.similarity import SIMULATED_NOTE
 
 if TYPE_CHECKING:  # annotations only: `evalfast metrics` prints through this module and needs neither at run time
-    from evalfast.evaluate import EvalResult
     from evalfast.comparison.stats import Interval
+    from evalfast.evaluate import EvalResult
 
 SCHEMA_VERSION = 3  # 2: intervals and the RAG-style metrics; 3: the model's conventions
 

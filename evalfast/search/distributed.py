@@ -11,7 +11,6 @@ engines return the same run.
 
 from __future__ import annotations
 
-
 import hashlib
 import json
 import time
@@ -22,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from evalfast.atomic import atomic_path, write_text
+from evalfast.data.run import Run
+from evalfast.errors import EvalfastError
 from evalfast.model.embeddings import Embeddings
 from evalfast.model.encoder import Encoder, EncoderConfig
-from evalfast.errors import EvalfastError
 from evalfast.search.index import search
-from evalfast.data.run import Run
 
 SHARD_SIZE = 4096
 INSTALL_HINT = "--engine ray needs Ray: pip install 'evalfast[ray]'"

@@ -18,25 +18,24 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from evalfast.atomic import replace_dir, write_text
-from evalfast.comparison.compare import StatSettings, compare_results
-from evalfast.reports.compare_report import comparison_document, comparison_markdown
-from evalfast.model.encoder import Encoder
-from evalfast.errors import EvalfastError
-from evalfast.evaluate import EvalConfig, EvalResult, evaluate, score_vectors
-from evalfast.model.export import export_model, resolve_source
+from evalfast.comparison.compare import StatSettings
 from evalfast.data.golden import GoldenSet, load_golden, select_queries
-from evalfast.search.index import search
-from evalfast.model.manifest import read_manifest
-from evalfast.train.overlap import TRAINING_DATA, training_data_document
-from evalfast.reports.report import dumps
 from evalfast.data.run import descending_name_rank
 from evalfast.data.splits import split_prompts
+from evalfast.errors import EvalfastError
+from evalfast.evaluate import EvalConfig, EvalResult, evaluate, score_vectors
+from evalfast.model.encoder import Encoder
+from evalfast.model.export import export_model, resolve_source
+from evalfast.model.manifest import read_manifest
+from evalfast.reports.compare_report import compare, comparison_markdown
+from evalfast.reports.report import dumps
+from evalfast.search.index import search
+from evalfast.train.overlap import TRAINING_DATA, training_data_document
 
 SPLIT_FRACTIONS = {"train": 0.7, "dev": 0.1, "test": 0.2}
 MAX_POSITIVES = 5  # positives per query at most, so broad queries do not swamp the training set
@@ -343,10 +342,8 @@ def finetune(base: str, golden_path: Path, output: Path, config: FinetuneConfig 
 
     on_status(f"evaluating base and fine-tuned on {splits.test.n_queries} held-out test queries")
     results = [evaluate(Encoder(folder), splits.test) for folder in (base_export, final)]  # onnxruntime on the CPU
-    comparison = compare_results(results, [f"base ({Path(base).name})", "fine-tuned"], StatSettings(seed=config.seed))
-    document = comparison_document(comparison, splits.test, "test", f"evalfast finetune {base}",
-                                   datetime.now(timezone.utc).isoformat(timespec="seconds"), EvalConfig().ks,
-                                   EvalConfig().rag_k, EvalConfig().rag_threshold)
+    document = compare(results, [f"base ({Path(base).name})", "fine-tuned"], splits.test, "test", EvalConfig(),
+                       StatSettings(seed=config.seed), f"evalfast finetune {base}")
     document["finetune"] = {"base": base, "golden": str(golden_path), "splits": splits.note, "pairs": len(dataset),
                             "config": asdict(config), "train_seconds": train_seconds}
     _write_reports(final / REPORT_FOLDER, document)
