@@ -15,24 +15,36 @@ def _relevant_in_top(source: Judged | Prefixes, k: int) -> np.ndarray:
 
 
 def hit_rate(judged: Judged | Prefixes, k: int) -> np.ndarray:
-    """float64 (n,): 1 if any relevant doc is in the top k, else 0 (trec_eval success_k)."""
+    """float64 (n,): Success@k = 1 if some relevant doc is in the top k, else 0.
+
+    trec_eval ``success.k`` (success_k), ir-measures ``Success@k``; evalfast's ``hit_rate@k``.
+    """
     return (_relevant_in_top(judged, k) > 0).astype(np.float64)
 
 
 def precision(judged: Judged | Prefixes, k: int) -> np.ndarray:
-    """float64 (n,): |relevant in top k| / k, k even when fewer docs were retrieved (trec_eval P_k)."""
+    """float64 (n,): P@k = |relevant in top k| / k, k even when fewer docs were retrieved.
+
+    trec_eval ``P.k`` (P_k), ir-measures ``P@k``; evalfast's ``precision@k``.
+    """
     return _relevant_in_top(judged, k) / k
 
 
 def recall(judged: Judged | Prefixes, k: int) -> np.ndarray:
-    """float64 (n,): |relevant in top k| / n_relevant, 0 without relevant docs (trec_eval recall_k)."""
+    """float64 (n,): R@k = |relevant in top k| / R, R = all relevant docs of the query, retrieved or not; 0 when R
+    is 0.
+
+    trec_eval ``recall.k`` (recall_k), ir-measures ``R@k``; evalfast's ``recall@k``.
+    """
     prefix = as_prefixes(judged, k)
     return divide_or_zero(prefix.relevant[prefix.column(k)], prefix.n_relevant)
 
 
 def r_precision(judged: Judged | Prefixes, k: int) -> np.ndarray:
-    """float64 (n,): |relevant in top R| / R, R = n_relevant, on the run cut to k (trec_eval Rprec when k = depth).
+    """float64 (n,): R-Prec = |relevant in top R| / R, R = all relevant docs of the query, on the run cut to k;
+    0 when R is 0.
 
+    trec_eval ``Rprec`` (when k is the run's depth), ir-measures ``Rprec`` / ``R-Prec``; evalfast's ``r_precision``.
     Works on any Prefixes: it reads the relevant hits, not a cutoff column.
     """
     prefix = as_prefixes(judged, k)
@@ -42,8 +54,10 @@ def r_precision(judged: Judged | Prefixes, k: int) -> np.ndarray:
 
 
 def judged_rate(marks: Judged | Prefixes, k: int, n_retrieved: np.ndarray) -> np.ndarray:
-    """float64 (n,): judged docs in the top k / min(k, n_retrieved), 0 for a query with nothing retrieved
-    (ir-measures' Judged@k).
+    """float64 (n,): Judged@k = |judged docs in top k| / min(k, docs retrieved), 0 for a query with nothing
+    retrieved.
+
+    ir-measures ``Judged@k`` (trec_eval has no such measure).
 
     marks: the run judged against qrels in which every judgment is 1, so that its "relevant" docs are the judged
     ones, whatever their label; n_retrieved int64 (n,): the docs each query ranks.
