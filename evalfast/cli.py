@@ -27,10 +27,12 @@ import numpy as np  # noqa: E402
 from evalfast.atomic import STDOUT, Outputs, all_or_none
 from evalfast.choices import DEFAULT_KS, DEVICES, MTEB_KS, PROTOCOLS, ROLES
 from evalfast.cli_golden import golden as golden_group
+from evalfast.comparison.stats import StatSettings
 from evalfast.data.texts import read_texts
 from evalfast.data.trec import FORMATS as QRELS_FORMATS, read_qrels_file, read_run_to_score, write_run
 from evalfast.errors import EvalfastError
 from evalfast.model.precision import PRECISIONS
+from evalfast.perf.latency import IndexSpec, LatencyConfig
 from evalfast.progress import progress_bar
 from evalfast.reports.report import (bench_markdown, bench_table, dumps, format_result, metric_grid, result_json,
                                      result_markdown, text_table)
@@ -88,6 +90,26 @@ def human_to_stderr(*paths: Path | None) -> bool:
     if dashes > 1:
         raise EvalfastError("only one output can be '-' (standard output); give the others file names")
     return dashes == 1
+
+
+def field_options(settings: type, *names: str):
+    """click options for these fields of a frozen dataclass: ``--field-name``, its default the field's, its type
+    int or float within the metadata's ``min`` / ``max`` (exclusive with ``open``), its help the metadata's; so
+    a default is written once, in the dataclass."""
+    fields = {field.name: field for field in dataclasses.fields(settings)}
+
+    def decorate(command):
+        for name in reversed(names):
+            field, meta = fields[name], fields[name].metadata
+            bounded = click.IntRange if field.type in ("int", int) else click.FloatRange
+            bounds = {"min": meta.get("min"), "max": meta.get("max")}
+            if meta.get("open"):
+                bounds |= {"min_open": True, "max_open": True}
+            command = click.option(f"--{name.replace('_', '-')}", default=field.default, show_default=True,
+                                   type=bounded(**bounds), help=meta["help"])(command)
+        return command
+
+    return decorate
 
 
 def parse_ks(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
@@ -473,7 +495,7 @@ def eval_command(model, device, precision, cache_dir, no_cache, golden, split, p
       evalfast eval -m export/all-MiniLM-L6-v2 -g seed.csv --protocol pairs --json out.json
       evalfast eval -m export/all-MiniLM-L6-v2 -g data/golden/handwritten --engine ray --address ray://head:10001
     """
-    from evalfast.comparison.compare import StatSettings, metric_intervals
+    from evalfast.comparison.compare import metric_intervals
     from evalfast.evaluate import EvalConfig
     from evalfast.reports.mteb_results import mteb_document
 
@@ -535,11 +557,7 @@ def display_names(models: tuple[str, ...], precisions: tuple[str, ...]) -> list[
               help="Write every model's per-query metrics, top 10 and first relevant rank as JSON lines.")
 @click.option("--run", "run_path", type=click.Path(path_type=Path),
               help="Folder to write one TREC run file per model into.")
-@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=10), help="Bootstrap resamples.")
-@click.option("--permutations", default=10000, show_default=True, type=click.IntRange(min=100),
-              help="Sign flips of the paired randomization test.")
-@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="Significance level, applied to Holm-corrected p-values.")
+@field_options(StatSettings, "resamples", "permutations", "alpha")
 @convention_options
 def compare_command(models, device, precisions, cache_dir, no_cache, golden, split, protocol, ks, ignore_identical_ids,
                     seed, rag_threshold, json_path, markdown_path, html_path, per_query_path, run_path, resamples,
@@ -557,7 +575,6 @@ def compare_command(models, device, precisions, cache_dir, no_cache, golden, spl
       evalfast compare -m export/all-MiniLM-L6-v2 -m export/all-MiniLM-L6-v2 --precision fp32,int8 \\
           -g data/golden/handwritten --json cmp.json --markdown cmp.md --html cmp.html --per-query q.jsonl
     """
-    from evalfast.comparison.compare import StatSettings
     from evalfast.evaluate import EvalConfig
     from evalfast.reports.compare_report import compare, comparison_markdown, comparison_text
     from evalfast.reports.html_report import render_html
@@ -656,18 +673,14 @@ def parse_duration(_ctx, _param, value: str) -> float:
               help="Golden set: its corpus is indexed and its queries are sent one at a time.")
 @click.option("--index", "index_name", default="hnsw", show_default=True,
               help="flat, hnsw, ivf, ivfpq, pq, sq8, or a FAISS factory string (e.g. 'HNSW64,Flat').")
-@click.option("--hnsw-m", default=32, show_default=True, type=click.IntRange(min=2), help="HNSW links per node.")
-@click.option("--ef-search", default=64, show_default=True, type=click.IntRange(min=1), help="HNSW search depth.")
-@click.option("--ef-construction", default=40, show_default=True, type=click.IntRange(min=1),
-              help="HNSW build depth: higher builds slower and finds more at the same --ef-search.")
+@field_options(IndexSpec, "hnsw_m", "ef_search", "ef_construction")
 @click.option("--nlist", default=None, type=click.IntRange(min=1), help="IVF lists [default: 4 sqrt(documents)].")
-@click.option("--nprobe", default=16, show_default=True, type=click.IntRange(min=1), help="IVF lists searched.")
-@click.option("--qps", default=50.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Target arrival rate, requests per second.")
+@field_options(IndexSpec, "nprobe")
+@field_options(LatencyConfig, "qps")
 @click.option("--duration", default="30s", show_default=True, callback=parse_duration, help="Load length (30s, 2m).")
-@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(min=1), help="Serving workers.")
+@field_options(LatencyConfig, "concurrency")
 @click.option("--arrival", type=click.Choice(["poisson", "uniform"]), default="poisson", show_default=True)
-@click.option("--k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Hits per query.")
+@field_options(LatencyConfig, "k")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="onnxruntime threads per query (one query at a time wants few).")
 @click.option("--distractors", type=click.Path(path_type=Path),
@@ -696,7 +709,7 @@ def latency_command(model, device, precision, cache_dir, no_cache, golden, index
       evalfast latency -m export/all-MiniLM-L6-v2 --precision int8 -g data/golden/handwritten \\
           --synthetic-docs 1000000 --index hnsw --sweep 10ms --json latency.json --html latency.html
     """
-    from evalfast.perf.latency import IndexSpec, LatencyConfig, run_latency
+    from evalfast.perf.latency import run_latency
     from evalfast.reports.html_report import render_latency_html
     from evalfast.reports.latency_report import latency_text
 

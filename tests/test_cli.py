@@ -494,3 +494,23 @@ def test_version_is_the_installed_package_metadata() -> None:
     import evalfast
 
     assert evalfast.__version__ == importlib.metadata.version("evalfast")
+
+
+@pytest.mark.parametrize(("command", "settings", "names"), [
+    ("compare", "evalfast.comparison.stats.StatSettings", ("resamples", "permutations", "alpha")),
+    ("latency", "evalfast.perf.latency.IndexSpec", ("hnsw_m", "ef_search", "ef_construction", "nprobe")),
+    ("latency", "evalfast.perf.latency.LatencyConfig", ("qps", "concurrency", "k")),
+])
+def test_options_take_their_default_and_help_from_the_library_settings(command, settings, names):
+    """A default is written once: these options are made from their dataclass fields, so changing a field's
+    default or help changes the option's."""
+    import dataclasses
+    import importlib
+
+    module, name = settings.rsplit(".", 1)
+    fields = {field.name: field for field in dataclasses.fields(getattr(importlib.import_module(module), name))}
+    params = {param.name: param for param in cli.commands[command].params}
+    for field_name in names:
+        param, field = params[field_name], fields[field_name]
+        assert (param.default, param.help) == (field.default, field.metadata["help"])
+        assert param.opts == [f"--{field_name.replace('_', '-')}"]

@@ -13,20 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evalfast.comparison.stats import Interval, PairedTest, bootstrap_interval, holm, paired_tests
+from evalfast.comparison.stats import Interval, PairedTest, StatSettings, bootstrap_interval, holm, paired_tests
 from evalfast.errors import EvalfastError
 from evalfast.evaluate import EvalResult
-
-
-@dataclass(frozen=True)
-class StatSettings:
-    """How intervals and tests are computed."""
-
-    confidence: float = 0.95
-    resamples: int = 1000
-    permutations: int = 10000
-    alpha: float = 0.05
-    seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ array holds the same queries, so resampled or sign-flipped queries are shared by
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,6 +15,20 @@ import numpy as np
 _CHUNK_BYTES = 16 * 2**20
 # Slack when comparing a sign-flipped mean with the observed one, so the identity flip always counts.
 _TIE_TOLERANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class StatSettings:
+    """How intervals and tests are computed. Each field's metadata gives its command-line option (help and
+    bounds), so the option's default is the field's."""
+
+    confidence: float = 0.95
+    resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples.", "min": 10})
+    permutations: int = field(default=10000, metadata={"help": "Sign flips of the paired randomization test.",
+                                                       "min": 100})
+    alpha: float = field(default=0.05, metadata={"help": "Significance level, applied to Holm-corrected p-values.",
+                                                 "min": 0, "max": 1, "open": True})
+    seed: int = 0
 
 
 @dataclass(frozen=True)

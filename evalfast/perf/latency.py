@@ -15,14 +15,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from evalfast.data.golden import GoldenSet
 from evalfast.errors import EvalfastError
-from evalfast.model.embeddings import embed
+
+if TYPE_CHECKING:
+    from evalfast.data.golden import GoldenSet
 
 INDEX_SHORTHANDS = {
     "flat": "Flat",
@@ -43,14 +45,15 @@ SCHEMA_VERSION = 1  # of the latency document
 
 @dataclass(frozen=True)
 class IndexSpec:
-    """Which FAISS index and its search-time settings."""
+    """Which FAISS index and its search-time settings (metadata: the command-line option's help and bounds)."""
 
     name: str = "flat"  # a shorthand (INDEX_SHORTHANDS) or a FAISS factory string
-    hnsw_m: int = 32
-    ef_search: int = 64
-    ef_construction: int = 40  # FAISS's default; higher builds slower and links the graph better
+    hnsw_m: int = field(default=32, metadata={"help": "HNSW links per node.", "min": 2})
+    ef_search: int = field(default=64, metadata={"help": "HNSW search depth.", "min": 1})
+    ef_construction: int = field(default=40, metadata={  # FAISS's default
+        "help": "HNSW build depth: higher builds slower and finds more at the same --ef-search.", "min": 1})
     nlist: int | None = None  # IVF lists; None: 4 * sqrt(n_docs)
-    nprobe: int = 16
+    nprobe: int = field(default=16, metadata={"help": "IVF lists searched.", "min": 1})
     pq_m: int = 48  # PQ sub-quantizers (must divide the dimension)
 
     def factory(self, n_docs: int) -> str:
@@ -302,11 +305,12 @@ class LatencyConfig:
     """What ``evalfast latency`` runs: the index, the open-loop load, and the hits each query asks for."""
 
     index: IndexSpec = IndexSpec("hnsw")
-    qps: float = 50.0
+    qps: float = field(default=50.0, metadata={"help": "Target arrival rate, requests per second.", "min": 0,
+                                               "open": True})
     duration_seconds: float = 30.0
-    concurrency: int = 1
+    concurrency: int = field(default=1, metadata={"help": "Serving workers.", "min": 1})
     arrival: str = "poisson"  # or "uniform"
-    k: int = 10
+    k: int = field(default=10, metadata={"help": "Hits per query.", "min": 1})
     synthetic_docs: int | None = None  # grow the index to this many documents, synthetic ones around the real
     p99_bound_ms: float | None = None  # also find the highest rate whose p99 stays within this bound
     seed: int = 0
@@ -322,6 +326,8 @@ def run_latency(encoder, golden: GoldenSet, config: LatencyConfig, cache=None, d
     """Index ``golden``'s corpus and the ``distractors`` (embedded by ``encoder`` through ``cache``; grown with
     synthetic documents), then send its queries one at a time under the configured load: the latency document
     (kind "evalfast.latency"). ``on_progress(n)`` counts the corpus texts embedded."""
+    from evalfast.model.embeddings import embed
+
     arrivals = config.arrivals()  # refuses an impossible load before any work
     docs = embed(encoder, encoder.prompted(golden.doc_texts + list(distractors), "document"), cache,
                  on_progress).vectors
