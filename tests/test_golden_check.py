@@ -267,3 +267,34 @@ def test_seed_csv_has_no_errors() -> None:
     report = check_golden(SEED_CSV)
     assert report.errors == [] and report.exit_status() == 0
     assert report.counts["judgments"] == 532
+
+
+@pytest.mark.parametrize("name, content", [
+    ("header.csv", "query,context\nq,c\n"),
+    ("twice.csv", "query,context,relevance,query\nq,c,1,q\n"),
+    ("fields.csv", "query,context,relevance\nq,c,1\nq,c\n"),
+    ("json.jsonl", '{"query": "q", "context": "c", "relevance": 1}\n{not json\n'),
+    ("list.jsonl", '{"query": "q", "context": "c", "relevance": 1}\n[1, 2]\n'),
+    ("field.jsonl", '{"query": "q", "context": "c", "relevance": 1}\n{"query": "q", "context": "c"}\n'),
+])
+def test_check_reports_the_problem_load_golden_refuses_in_the_same_words(tmp_path: Path, name: str,
+                                                                          content: str) -> None:
+    """One reader per format: golden check reads with load_golden's readers in their lenient mode, so the line
+    load_golden stops at is among the findings, word for word."""
+    from evalfast.data.golden import load_golden
+    from evalfast.errors import GoldenSetError
+
+    path = write_file(tmp_path / name, content)
+    with pytest.raises(GoldenSetError) as refused:
+        load_golden(path)
+    assert str(refused.value) in [finding.message for finding in check_golden(path).findings]
+
+
+def test_a_line_that_is_not_utf8_is_reported_and_the_rest_still_read(tmp_path: Path) -> None:
+    rows = [b"query,context,relevance\n", b"caf\xe9,some context,1\n", b"fine,another context,2\n"]
+    path = tmp_path / "golden.csv"
+    path.write_bytes(b"".join(rows))
+    report = check_golden(path)
+    assert [f.message for f in report.findings if f.code == "not-utf8"] == [
+        f"{path} line 2: not UTF-8 text; save the file as UTF-8"]
+    assert report.counts["queries"] == 2  # the bad line is read with U+FFFD, and the next line too

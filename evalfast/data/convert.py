@@ -21,7 +21,7 @@ import numpy as np
 
 from evalfast.atomic import write_text
 from evalfast.data.beir import Judgment, check_output, write_beir
-from evalfast.data.golden import ID_COLUMNS, PAIR_COLUMNS, _csv_rows, _jsonl_pair_rows, load_golden, read_jsonl
+from evalfast.data.golden import ID_COLUMNS, PAIR_COLUMNS, load_golden, pair_rows, read_jsonl
 from evalfast.errors import EvalfastError
 
 FORMATS = ("beir", "csv", "jsonl")
@@ -134,7 +134,7 @@ def _beir_rows(folder: Path, split: str) -> list[PairRow]:
 def _pairs_rows(path: Path) -> list[tuple[int, PairRow]]:
     """(line number, row) for every row of a pairs file, texts and relevance as load_golden reads them."""
     golden = load_golden(path)  # the same checks, and messages, as evaluating the file
-    raw_rows = list(_csv_rows(path) if path.suffix.lower() == ".csv" else _jsonl_pair_rows(path))
+    raw_rows = list(pair_rows(path))
     present = [c for c in ID_COLUMNS if any(c in raw for _, raw in raw_rows)]
     rows = []
     for (line_no, raw), q, d, relevance in zip(raw_rows, golden.pairs.query.tolist(), golden.pairs.doc.tolist(),

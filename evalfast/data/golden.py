@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from evalfast.data.qrels import Qrels
-from evalfast.data.texts import checked_id, checked_text, read_jsonl, shown, utf8_lines
+from evalfast.data.texts import Report, checked_id, checked_text, problem, read_jsonl, shown, utf8_lines
 from evalfast.errors import GoldenSetError
 
 PAIR_COLUMNS = ("query", "context", "relevance")
@@ -77,12 +77,10 @@ def load_golden(path: str | Path, split: str = "test") -> GoldenSet:
         return _load_beir(path, split)
     if not path.exists():
         raise GoldenSetError(f"{path}: no such file or folder; pass a BEIR folder, a .csv or a .jsonl golden set")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return _pairs_golden(path, _csv_rows(path))
-    if suffix in (".jsonl", ".json"):
-        return _pairs_golden(path, _jsonl_pair_rows(path))
-    raise GoldenSetError(f"{path}: unknown golden set format {suffix!r}; use a BEIR folder, .csv or .jsonl")
+    if path.suffix.lower() in (".csv", ".jsonl", ".json"):
+        return _pairs_golden(path, pair_rows(path))
+    raise GoldenSetError(f"{path}: unknown golden set format {path.suffix.lower()!r}; use a BEIR folder, .csv or "
+                         ".jsonl")
 
 
 def csv_reader(lines: Iterable[str]) -> csv.DictReader:
@@ -113,22 +111,37 @@ def csv_row_problem(row: dict, n_columns: int) -> str | None:
             "or give the row its missing fields")
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    reader = csv_reader(line for _, line in utf8_lines(path))
-    if problem := csv_header_problem(reader.fieldnames):
-        raise GoldenSetError(f"{path} line 1: {problem}")
-    for row in reader:
-        if problem := csv_row_problem(row, len(reader.fieldnames)):
-            raise GoldenSetError(f"{path} line {reader.line_num}: {problem}")
-        yield reader.line_num, row
+def pair_rows(path: Path, report: Report | None = None) -> Iterator[tuple[int, dict]]:
+    """(line number, row) of a pairs .csv or .jsonl file, each row holding query, context and relevance (their
+    values not checked yet). A row that cannot be read is a GoldenSetError; leniently (``report``, as golden check
+    reads) each is reported, skipped, and reading goes on, and an empty file is reported too."""
+    return _csv_rows(path, report) if path.suffix.lower() == ".csv" else _jsonl_pair_rows(path, report)
 
 
-def _jsonl_pair_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    for line_no, record in read_jsonl(path):
+def _csv_rows(path: Path, report: Report | None) -> Iterator[tuple[int, dict]]:
+    reader = csv_reader(line for _, line in utf8_lines(path, report=report))
+    if header := csv_header_problem(reader.fieldnames):
+        missing = any(c not in (reader.fieldnames or []) for c in PAIR_COLUMNS)
+        problem(report, "missing-column" if missing else "csv-columns", f"{path} line 1: {header}")
+        return
+    n_rows = 0
+    for n_rows, row in enumerate(reader, start=1):
+        if fit := csv_row_problem(row, len(reader.fieldnames)):
+            problem(report, "csv-columns", f"{path} line {reader.line_num}: {fit}")
+        else:
+            yield reader.line_num, row
+    if not n_rows and report is not None:  # load_golden refuses an empty file in its own words
+        report("empty-file", f"{path}: no rows; add at least one query, context, relevance row")
+
+
+def _jsonl_pair_rows(path: Path, report: Report | None) -> Iterator[tuple[int, dict]]:
+    for line_no, record in read_jsonl(path, report):
         missing = [c for c in PAIR_COLUMNS if c not in record]
         if missing:
-            raise GoldenSetError(f"{path} line {line_no}: missing field(s) {', '.join(missing)}")
-        yield line_no, record
+            problem(report, "missing-column", f"{path} line {line_no}: missing field(s) {', '.join(missing)}; every "
+                                              f"line needs {', '.join(PAIR_COLUMNS)}")
+        else:
+            yield line_no, record
 
 
 def _text(path: Path, line_no: int, field: str, value: object) -> str:

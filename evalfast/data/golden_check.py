@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evalfast.data.golden import (KNOWN_COLUMNS, PAIR_COLUMNS, csv_header_problem, csv_reader, csv_row_problem,
-                                  unread_warning)
-from evalfast.data.texts import id_problem, json_object, text_problem
+from evalfast.data.golden import KNOWN_COLUMNS, pair_rows, unread_warning
+from evalfast.data.texts import id_problem, read_jsonl, text_problem, utf8_lines
 
 MAX_LISTED = 20  # findings listed per code; the rest are summed up in one "... and N more" finding
 NGRAM = 3  # near duplicates compare sets of word 3-grams
@@ -198,37 +197,7 @@ def normalise(text: str) -> str:
     return " ".join(stripped.split())
 
 
-# --- reading leniently -----------------------------------------------------------------------------------
-
-
-def _lines(path: Path, found: _Findings) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each line; a line that is not UTF-8 is reported and read with replacements."""
-    with path.open("rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            encoding = "utf-8-sig" if line_no == 1 else "utf-8"
-            try:
-                text = raw.decode(encoding)
-            except UnicodeDecodeError:
-                found.add("not-utf8", f"{path} line {line_no}: not UTF-8 text; save the file as UTF-8")
-                text = raw.decode(encoding, errors="replace")
-            yield line_no, text
-
-
-def _json_records(path: Path, found: _Findings) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each line that is a JSON object; other non-blank lines are reported."""
-    blank = True
-    for line_no, line in _lines(path, found):
-        if not line.strip():
-            continue
-        blank = False
-        try:
-            record = json_object(line)
-        except ValueError as err:
-            found.add("invalid-json", f"{path} line {line_no}: {err}")
-            continue
-        yield line_no, record
-    if blank:
-        found.add("empty-file", f"{path}: no records; add at least one")
+# --- fields (the files are read by golden's readers in their lenient mode: utf8_lines, read_jsonl, pair_rows)
 
 
 def _clean(value: object) -> str:
@@ -287,7 +256,7 @@ def _read_records(path: Path, kind: str, found: _Findings) -> dict[str, _Entry] 
                                   "qrels/<split>.tsv")
         return None
     entries: dict[str, _Entry] = {}
-    for line_no, record in _json_records(path, found):
+    for line_no, record in read_jsonl(path, found.add):
         where = f"{path} line {line_no}"
         if not _clean(record.get("_id")):
             found.add("missing-id", f"{where}: missing or empty _id; give every {kind} a unique _id")
@@ -312,7 +281,7 @@ def _read_qrels(path: Path, queries: Collection[str] | None, docs: Collection[st
     """The well-formed judgments of one qrels file; ids are checked against files that exist. A file in which no
     line judges a document relevant is an error."""
     relevant = False
-    for line_no, line in _lines(path, found):
+    for line_no, line in utf8_lines(path, report=found.add):
         fields = line.split()
         if not fields or (line_no == 1 and fields[-1].lower() == "score"):
             continue
@@ -345,7 +314,7 @@ def _read_qrels(path: Path, queries: Collection[str] | None, docs: Collection[st
 
 
 def _check_pairs(path: Path, found: _Findings) -> dict[str, int]:
-    rows = _csv_rows(path, found) if path.suffix.lower() == ".csv" else _jsonl_pair_rows(path, found)
+    rows = pair_rows(path, found.add)
     queries: dict[str, _Entry] = {}
     contexts: dict[str, _Entry] = {}
     judgments: list[_Judgment] = []
@@ -378,32 +347,6 @@ def _check_pairs(path: Path, found: _Findings) -> dict[str, int]:
                      "the qrels protocol keeps the highest, the pairs protocol scores both rows; keep one row")
     _check_texts(list(queries.values()), list(contexts.values()), judgments, found)
     return {"queries": len(queries), "documents": len(contexts), "judgments": len(judgments)}
-
-
-def _csv_rows(path: Path, found: _Findings) -> Iterator[tuple[int, dict]]:
-    reader = csv_reader(text for _, text in _lines(path, found))
-    if problem := csv_header_problem(reader.fieldnames):
-        missing = any(c not in (reader.fieldnames or []) for c in PAIR_COLUMNS)
-        found.add("missing-column" if missing else "csv-columns", f"{path} line 1: {problem}")
-        return
-    row_count = 0
-    for row_count, row in enumerate(reader, start=1):
-        if problem := csv_row_problem(row, len(reader.fieldnames)):
-            found.add("csv-columns", f"{path} line {reader.line_num}: {problem}")
-        else:
-            yield reader.line_num, row
-    if not row_count:
-        found.add("empty-file", f"{path}: no rows; add at least one query, context, relevance row")
-
-
-def _jsonl_pair_rows(path: Path, found: _Findings) -> Iterator[tuple[int, dict]]:
-    for line_no, record in _json_records(path, found):
-        missing = [c for c in PAIR_COLUMNS if c not in record]
-        if missing:
-            found.add("missing-column", f"{path} line {line_no}: missing field(s) {', '.join(missing)}; every line "
-                                        f"needs {', '.join(PAIR_COLUMNS)}")
-        else:
-            yield line_no, record
 
 
 # --- checks common to both layouts -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from evalfast.errors import EvalfastError, GoldenSetError
@@ -21,6 +21,8 @@ from evalfast.errors import EvalfastError, GoldenSetError
 _NOT_IN_ID = re.compile(r"[\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how one reaches a JSON line, paired or not
+_UNDECODED = re.compile("[\udc80-\udcff]")  # a byte that is not UTF-8, as errors="surrogateescape" reads it
+Report = Callable[[str, str], None]  # a lenient reader's report of a problem: (finding code, message)
 _JSON_TYPES = {dict: "an object", list: "a list", float: "a decimal number", int: "an integer", bool: "true/false",
                type(None): "null"}
 SHOWN = 60  # characters of a value quoted in a message
@@ -104,14 +106,24 @@ def not_utf8(path: Path) -> str:
     return f"{path}: not UTF-8 text; re-encode the file as UTF-8"
 
 
-def utf8_lines(path: Path, error: type[EvalfastError] = GoldenSetError) -> Iterator[tuple[int, str]]:
+def utf8_lines(path: Path, error: type[EvalfastError] = GoldenSetError,
+               report: Report | None = None) -> Iterator[tuple[int, str]]:
     """(line number, line) of a UTF-8 text file, line endings kept and a byte-order mark at its start dropped;
-    a byte that is not UTF-8 is ``error`` naming its line."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        try:
-            yield from enumerate(handle, start=1)
-        except UnicodeDecodeError:
-            raise error(not_utf8(path)) from None
+    a byte that is not UTF-8 is ``error`` naming its line. Leniently (``report``, as golden check reads), such a
+    line is reported ("not-utf8"), read with U+FFFD for its bad bytes, and reading goes on."""
+    if report is None:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            try:
+                yield from enumerate(handle, start=1)
+            except UnicodeDecodeError:
+                raise error(not_utf8(path)) from None
+        return
+    with path.open(encoding="utf-8-sig", newline="", errors="surrogateescape") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if _UNDECODED.search(line):
+                report("not-utf8", f"{path} line {line_no}: not UTF-8 text; save the file as UTF-8")
+                line = _UNDECODED.sub("\ufffd", line)
+            yield line_no, line
 
 
 def json_object(line: str) -> dict:
@@ -132,16 +144,30 @@ def json_object(line: str) -> dict:
     return record
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; a line that is not a JSON object is a GoldenSetError."""
-    for line_no, line in utf8_lines(path):
+def problem(report: Report | None, code: str, message: str) -> None:
+    """A reader's problem: a GoldenSetError when it reads strictly (``report`` None), else reported."""
+    if report is None:
+        raise GoldenSetError(message)
+    report(code, message)
+
+
+def read_jsonl(path: Path, report: Report | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line; a line that is not a JSON object is a GoldenSetError.
+    Leniently (``report``), it is reported ("invalid-json") and skipped, and so is a file of blank lines only
+    ("empty-file")."""
+    blank = True
+    for line_no, line in utf8_lines(path, report=report):
         if not line.strip():
             continue
+        blank = False
         try:
             record = json_object(line)
         except ValueError as err:
-            raise GoldenSetError(f"{path} line {line_no}: {err}") from None
+            problem(report, "invalid-json", f"{path} line {line_no}: {err}")
+            continue
         yield line_no, record
+    if blank and report is not None:  # the strict reader's callers refuse an empty file in their own words
+        report("empty-file", f"{path}: no records; add at least one")
 
 
 def text_lines(path: Path) -> list[str]:
