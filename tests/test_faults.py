@@ -181,8 +181,9 @@ def test_an_interrupt_cancels_the_queued_batches(tiny_export, config):
     with pytest.raises(KeyboardInterrupt):
         encoder.encode(texts, interrupt_after(1, lambda: runs_before.append(counting.runs)))
     # the first chunk's 256 one-text batches and the second's 512 were queued; only the running ones may finish
-    # (and those the runners start in the moment before the queue is emptied)
-    assert counting.runs - runs_before[0] < 50, (runs_before, counting.runs)
+    # (and those the runners start in the moment before the queue is emptied). The queue is emptied before the
+    # tokenising processes are stopped, which takes a while: emptied after them, 25-60 more batches ran.
+    assert counting.runs - runs_before[0] < 12, (runs_before, counting.runs)
     fresh = Encoder(tiny_export, config).encode(texts[:50]).vectors
     np.testing.assert_array_equal(encoder.encode(texts[:50]).vectors, fresh)  # and the encoder still works
 

@@ -357,6 +357,7 @@ class Encoder:
             for chunk, futures in in_flight:
                 _finish_chunk(chunk, futures, vectors, on_progress, on_chunk)
         except KeyboardInterrupt:
+            running.shutdown(wait=False, cancel_futures=True)  # the queued batches first: the workers take a while
             if self._workers is not None:  # stop them now: a pool left to the interpreter's exit hook races it
                 self._workers.shutdown(wait=True, cancel_futures=True)  # (CPython 3.11) and prints a traceback
                 self._workers = None
