@@ -715,7 +715,6 @@ def latency_command(model, device, precision, cache_dir, no_cache, golden, index
 
     config = LatencyConfig(IndexSpec(index_name, hnsw_m, ef_search, ef_construction, nlist, nprobe), qps, duration,
                            concurrency, arrival, k, synthetic_docs, p99_bound * 1000 if p99_bound else None, seed)
-    config.arrivals()  # refuses an impossible load before any work
     golden_set = load_golden_noting(golden)
     extra_texts = read_texts(distractors, field) if distractors else []
     encoder, cache = open_encoder(model, device, precision, cache_dir, no_cache, choice, threads=threads)
@@ -858,22 +857,22 @@ def bench_command(model, texts_path, golden, devices, precisions, against, n_tex
     base = read_texts(texts_path, None) if texts_path else golden_set.doc_texts + golden_set.query_texts
     texts = [base[i % len(base)] for i in range(n_texts)]
     folder = ensure_exported(model, cache_dir or default_cache_dir(), on_status=say_status)
-    config = BenchConfig(devices, precisions, against == "sentence-transformers", repeats, budget_seconds)
+    config = BenchConfig(devices, precisions, against == "sentence-transformers", repeats, budget_seconds,
+                         engine.actors if engine.name == "ray" else None)
     with engine_session(engine):
-        ray_actors = engine.actors if engine.name == "ray" else None
-        write_bench(folder, texts, dataclasses.replace(config, ray_actors=ray_actors), golden_set, golden, output_dir)
+        write_bench(folder, texts, config, golden_set, golden, output_dir)
 
 
 def write_bench(folder: Path, texts: list[str], config: BenchConfig, golden_set: GoldenSet | None,
                 golden: Path | None, output_dir: Path) -> None:
     """Run the bench, its JSON and Markdown reports written together, atomically, after each contender and round,
     so an interrupted bench keeps what it measured; then print its table."""
-    from datetime import datetime
+    from datetime import datetime, timezone
 
     from evalfast.perf.bench import run_bench
     from evalfast.reports.report import bench_notes
 
-    stem = output_dir / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
+    stem = output_dir / f"bench-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
 
     def save(document: dict) -> None:
         with all_or_none() as outputs:

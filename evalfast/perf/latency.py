@@ -172,11 +172,16 @@ def index_quality(index, corpus: np.ndarray, queries: np.ndarray, golden, k: int
     return quality
 
 
-def arrival_times(qps: float, duration: float, process: str, seed: int) -> np.ndarray:
-    """Scheduled request times in seconds from the start, within ``duration``: Poisson or evenly spaced."""
+def check_load(qps: float, duration: float) -> None:
+    """EvalfastError for a load of more requests than one run sends (MAX_REQUESTS)."""
     if qps * duration > MAX_REQUESTS:
         raise EvalfastError(f"--qps {qps:g} for {duration:g} s schedules {qps * duration:,.0f} requests; one run "
                             f"sends at most {MAX_REQUESTS:,}: lower --qps or --duration")
+
+
+def arrival_times(qps: float, duration: float, process: str, seed: int) -> np.ndarray:
+    """Scheduled request times in seconds from the start, within ``duration``: Poisson or evenly spaced."""
+    check_load(qps, duration)
     expected = int(qps * duration * 1.2) + 10
     if process == "uniform":
         times = np.arange(expected) / qps
@@ -315,9 +320,8 @@ class LatencyConfig:
     p99_bound_ms: float | None = None  # also find the highest rate whose p99 stays within this bound
     seed: int = 0
 
-    def arrivals(self) -> np.ndarray:
-        """The load's scheduled request times (arrival_times): an EvalfastError for a load too large to send."""
-        return arrival_times(self.qps, self.duration_seconds, self.arrival, self.seed)
+    def __post_init__(self) -> None:
+        check_load(self.qps, self.duration_seconds)  # a load too large to send is refused before any work
 
 
 def run_latency(encoder, golden: GoldenSet, config: LatencyConfig, cache=None, distractors: Sequence[str] = (),
@@ -328,7 +332,7 @@ def run_latency(encoder, golden: GoldenSet, config: LatencyConfig, cache=None, d
     (kind "evalfast.latency"). ``on_progress(n)`` counts the corpus texts embedded."""
     from evalfast.model.embeddings import embed
 
-    arrivals = config.arrivals()  # refuses an impossible load before any work
+    arrivals = arrival_times(config.qps, config.duration_seconds, config.arrival, config.seed)
     docs = embed(encoder, encoder.prompted(golden.doc_texts + list(distractors), "document"), cache,
                  on_progress).vectors
     queries = embed(encoder, encoder.prompted(golden.query_texts, "query"), cache).vectors
